@@ -1,0 +1,54 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+PACKAGES := bot handlers conversations records storage
+
+.PHONY: run install install-dev test lint typecheck i18n bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $@
+
+install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
+
+run: $(STAMP)
+	$(BIN)/huizhen run
+
+test: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+# Extract every marked string, merge into each catalog, and keep English complete.
+i18n: $(DEV_STAMP)
+	$(BIN)/pybabel extract --no-location --sort-output --omit-header -F babel.cfg \
+		-k N_ -k t -k plural:1,2 -o locales/messages.pot $(PACKAGES)
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i locales/messages.pot -d locales
+	$(BIN)/python -m conversations.catalogs fill-source locales/en/LC_MESSAGES/messages.po
+
+bench: $(DEV_STAMP)
+	$(BIN)/python benchmarks/engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

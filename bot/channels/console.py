@@ -1,0 +1,128 @@
+"""The console channel: the whole intake in a terminal, no account needed.
+
+Options are numbered; typing a number presses that button. A line that is the path of an
+existing file sends that file.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import uuid
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from bot.app import App
+from conversations.i18n import translator
+from handlers.events import CoordinatorNotice, FileRef, Inbound, InboundKind, Option, Outbound
+
+CHANNEL = "console"
+
+
+def _as_path(line: str) -> Path | None:
+    """A typed or dragged-in path (terminals quote paths with spaces), if it names a file."""
+    text = line.strip()
+    try:
+        parts = shlex.split(text)
+    except ValueError:
+        parts = [text]
+    if len(parts) != 1:
+        return None
+    candidate = Path(parts[0]).expanduser()
+    try:
+        return candidate.resolve() if candidate.is_file() else None
+    except OSError:
+        return None
+
+
+class ConsoleChannel:
+    """Adapter between a terminal and the pipeline; it holds the core, it is not part of it."""
+
+    def __init__(
+        self,
+        app: App,
+        output: TextIO,
+        user_key: str = "local",
+        language_hint: str | None = None,
+    ) -> None:
+        self.app = app
+        self.output = output
+        self.user_key = user_key
+        self.language_hint = language_hint
+        self._options: tuple[Option, ...] = ()
+        self._prompt_ref = ""
+
+    # --- inbound ---------------------------------------------------------------------------
+
+    def to_inbound(self, line: str) -> Inbound | None:
+        text = line.strip()
+        if not text:
+            return None
+        base = {
+            "channel": CHANNEL,
+            "user_key": self.user_key,
+            "chat_key": self.user_key,
+            "update_key": uuid.uuid4().hex,
+            "language_hint": self.language_hint,
+        }
+        if text.startswith("/"):
+            command, _, args = text[1:].partition(" ")
+            return Inbound(**base, kind=InboundKind.COMMAND, command=command, args=args.strip())
+        if text.isdigit() and 1 <= int(text) <= len(self._options):
+            option = self._options[int(text) - 1]
+            return Inbound(
+                **base, kind=InboundKind.CHOICE, choice_id=option.id, prompt_ref=self._prompt_ref
+            )
+        path = _as_path(text)
+        if path is not None:
+            file = FileRef(source=str(path), name=path.name, size=path.stat().st_size)
+            return Inbound(**base, kind=InboundKind.FILES, files=(file,))
+        return Inbound(**base, kind=InboundKind.TEXT, text=text)
+
+    def submit(self, line: str) -> None:
+        inbound = self.to_inbound(line)
+        if inbound is None:
+            return
+        self.app.pipeline.handle(inbound)
+        self.app.after_update({CHANNEL: self}, {CHANNEL: self}, self)
+
+    # --- outbound (ReplySender, CoordinatorSink, FileOpener) -------------------------------
+
+    def send(self, chat_key: str, message: Outbound) -> None:
+        lines = [message.text]
+        if message.options:
+            self._options = message.options
+            self._prompt_ref = message.prompt_ref
+            lines += [f"  {i}) {option.label}" for i, option in enumerate(message.options, 1)]
+        if message.expects_files:
+            t = translator(message.locale)
+            lines.append(t("(To send a file, type its full path and press Enter.)"))
+        self.output.write("\n".join(lines) + "\n\n")
+        self.output.flush()
+
+    def notify(self, notice: CoordinatorNotice) -> None:
+        self.output.write(f"[coordinators] {notice.text}\n\n")
+        self.output.flush()
+
+    def open(self, source: str) -> BinaryIO:
+        return open(source, "rb")  # noqa: SIM115 (the caller closes it)
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self, input_stream: TextIO) -> None:
+        self.submit("/start")
+        self.output.write("> ")
+        self.output.flush()
+        for line in input_stream:
+            if line.strip() in ("/quit", "/exit"):
+                break
+            self.submit(line)
+            self.output.write("> ")
+            self.output.flush()
+        self.output.write("\n")
+
+
+def console_language_hint() -> str | None:
+    """The terminal's language (LANG=zh_CN.UTF-8 -> zh_CN) as a first guess."""
+    value = os.environ.get("LC_ALL") or os.environ.get("LANG") or ""
+    return value.split(".")[0] or None

@@ -1,0 +1,169 @@
+"""Every setting Huizhen reads, from environment variables, in one place.
+
+A malformed value stops start-up with a message that names the variable, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUPPORTED_LOCALES = ("en", "zh_Hans")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    default_locale: str = "en"
+    telegram_bot_token: str | None = None
+    telegram_api_base_url: str = "https://api.telegram.org"
+    telegram_library: str = "ptb"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: str | None = None
+    coordinator_chat_id: str | None = None
+    coordinator_ids: frozenset[str] = field(default_factory=frozenset)
+    wechat_app_id: str | None = None
+    wechat_app_secret: str | None = None
+    wechat_token: str | None = None
+    wechat_encoding_aes_key: str | None = None
+    wechat_api_base_url: str = "https://api.weixin.qq.com"
+    public_base_url: str | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    file_encryption_key: str | None = None
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels `huizhen run` starts; the console when no platform is configured."""
+        found = []
+        if self.telegram_bot_token:
+            found.append("telegram")
+        if self.wechat_app_id and self.wechat_token:
+            found.append("wechat")
+        return tuple(found) or ("console",)
+
+
+KNOWN_VARIABLES = frozenset(
+    {
+        "DATA_DIR",
+        "DATABASE_URL",
+        "DEFAULT_LOCALE",
+        "TELEGRAM_BOT_TOKEN",
+        "TELEGRAM_API_BASE_URL",
+        "TELEGRAM_LIBRARY",
+        "TELEGRAM_WEBHOOK_URL",
+        "TELEGRAM_WEBHOOK_SECRET",
+        "COORDINATOR_CHAT_ID",
+        "COORDINATOR_IDS",
+        "WECHAT_APP_ID",
+        "WECHAT_APP_SECRET",
+        "WECHAT_TOKEN",
+        "WECHAT_ENCODING_AES_KEY",
+        "WECHAT_API_BASE_URL",
+        "PUBLIC_BASE_URL",
+        "WEB_HOST",
+        "WEB_PORT",
+        "FILE_ENCRYPTION_KEY",
+    }
+)
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = _text(env, name)
+    if value is None:
+        return default
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http:// or https:// address, got something else")
+    return value.rstrip("/")
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _text(env, name)
+    if value is None:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ConfigError(f"{name} must be a port number between 1 and 65535")
+    return int(value)
+
+
+def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
+    value = _text(env, "DATABASE_URL")
+    if value is None:
+        return f"sqlite:///{data_dir / 'huizhen.sqlite3'}"
+    if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+        raise ConfigError("DATABASE_URL must start with sqlite:// or postgresql://")
+    return value
+
+
+def _locale(env: Mapping[str, str]) -> str:
+    value = _text(env, "DEFAULT_LOCALE") or "en"
+    if value not in SUPPORTED_LOCALES:
+        raise ConfigError(
+            f"DEFAULT_LOCALE must be one of {', '.join(SUPPORTED_LOCALES)}, got {value!r}"
+        )
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = _text(env, name) or allowed[0]
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _ids(env: Mapping[str, str], name: str) -> frozenset[str]:
+    value = _text(env, name)
+    if value is None:
+        return frozenset()
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not all(p.lstrip("-").isdigit() for p in parts):
+        raise ConfigError(f"{name} must be a comma-separated list of numeric account ids")
+    return frozenset(parts)
+
+
+def _chat_id(env: Mapping[str, str], name: str) -> str | None:
+    value = _text(env, name)
+    if value is not None and not value.lstrip("-").isdigit():
+        raise ConfigError(f"{name} must be a numeric chat id (groups start with -100)")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings; raise ConfigError naming the first malformed variable."""
+    env = os.environ if env is None else env
+    data_dir = Path(_text(env, "DATA_DIR") or "./data").expanduser()
+    return Settings(
+        data_dir=data_dir,
+        database_url=_database_url(env, data_dir),
+        default_locale=_locale(env),
+        telegram_bot_token=_text(env, "TELEGRAM_BOT_TOKEN"),
+        telegram_api_base_url=_url(env, "TELEGRAM_API_BASE_URL", "https://api.telegram.org")
+        or "https://api.telegram.org",
+        telegram_library=_choice(env, "TELEGRAM_LIBRARY", ("ptb", "aiogram")),
+        telegram_webhook_url=_url(env, "TELEGRAM_WEBHOOK_URL"),
+        telegram_webhook_secret=_text(env, "TELEGRAM_WEBHOOK_SECRET"),
+        coordinator_chat_id=_chat_id(env, "COORDINATOR_CHAT_ID"),
+        coordinator_ids=_ids(env, "COORDINATOR_IDS"),
+        wechat_app_id=_text(env, "WECHAT_APP_ID"),
+        wechat_app_secret=_text(env, "WECHAT_APP_SECRET"),
+        wechat_token=_text(env, "WECHAT_TOKEN"),
+        wechat_encoding_aes_key=_text(env, "WECHAT_ENCODING_AES_KEY"),
+        wechat_api_base_url=_url(env, "WECHAT_API_BASE_URL", "https://api.weixin.qq.com")
+        or "https://api.weixin.qq.com",
+        public_base_url=_url(env, "PUBLIC_BASE_URL"),
+        web_host=_text(env, "WEB_HOST") or "127.0.0.1",
+        web_port=_port(env, "WEB_PORT", 8080),
+        file_encryption_key=_text(env, "FILE_ENCRYPTION_KEY"),
+    )

@@ -1,0 +1,193 @@
+"""Commands that work at any step: /start, /help, /language, /back, /status, /restart, /newcase."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conversations.flow import BEFORE_CONSENT, FIRST_STEP
+from conversations.i18n import (
+    N_,
+    SUPPORTED_LOCALES,
+    Translator,
+    language_name,
+    negotiate,
+    translator,
+)
+from conversations.state import ConversationState, IntakeDraft
+from conversations.step import Context, Outcome
+from conversations.transition import Transition, render
+from handlers.events import Inbound
+
+HELP = N_(
+    "I help you prepare a case for a second opinion from specialists in China. I don't give "
+    "medical advice.\n\n"
+    "You can use these commands at any time:\n"
+    "/back — go back one question\n"
+    "/status — where your case stands\n"
+    "/language — change the language\n"
+    "/restart — start again from the beginning\n"
+    "/newcase — start another case, for example for a relative\n"
+    "/help — this message\n\n"
+    "In an emergency, call your local emergency number now (China 120, UK 999, US 911, EU 112)."
+)
+
+# Step -> plain description for /status.
+STEP_DESCRIPTIONS: dict[str, str] = {
+    "emergency": N_("the first safety question"),
+    "emergency_paused": N_("paused for your safety"),
+    "about": N_("what the service is"),
+    "consent_health": N_("consent"),
+    "consent_transfer": N_("consent"),
+    "declined": N_("not started"),
+    "for_whom": N_("who the case is for"),
+    "relationship": N_("who the case is for"),
+    "fit_verdict": N_("whether a second opinion fits"),
+    "stopped": N_("paused after the fit assessment"),
+    "area": N_("the area of medicine"),
+    "oncology_kind": N_("the area of medicine"),
+    "diagnosis": N_("the diagnosis"),
+    "questions": N_("your questions"),
+    "timeline": N_("the timeline"),
+    "records": N_("the records checklist"),
+    "records_upload": N_("the records checklist"),
+    "readiness": N_("the records checklist"),
+    "review": N_("the review"),
+    "submitted": N_("submitted"),
+}
+
+
+def _describe(step: str) -> str:
+    return STEP_DESCRIPTIONS.get(step, N_("whether a second opinion fits"))
+
+
+def run(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
+    handler = _COMMANDS.get(event.command.lower())
+    if handler is None:
+        t = translator(state.locale)
+        note = t("I don't know that command. Send /help to see what I can do.")
+        return _show(state, [note])
+    state.overlay = None
+    return handler(state, event, ctx)
+
+
+def _show(state: ConversationState, notes: list[str]) -> Transition:
+    return Transition(state, render(state, Outcome(notes=notes)), via="command")
+
+
+def _start(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
+    t = translator(state.locale)
+    if state.step == "declined":
+        state.step = FIRST_STEP
+        return _show(state, [])
+    if state.step == "stopped":
+        state.step = "fit_verdict"
+    if state.step == FIRST_STEP and not state.history:
+        return _show(state, [])
+    return _show(state, [t("Welcome back. Let's carry on where you left off.")])
+
+
+def _help(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
+    return _show(state, [translator(state.locale)(HELP)])
+
+
+def _language(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
+    wanted = negotiate(event.args.strip()) if event.args.strip() else None
+    if wanted is None:
+        state.overlay = "language"
+        return _show(state, [])
+    return _switch_language(state, wanted)
+
+
+def _switch_language(state: ConversationState, locale: str) -> Transition:
+    state.locale = locale
+    state.locale_chosen = True
+    t = translator(locale)
+    note = t("I'll write in {language} from now on.", language=language_name(locale))
+    return _show(state, [note])
+
+
+def _back(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
+    t = translator(state.locale)
+    if state.step in ("records", "records_upload") and state.draft.record_cursor > 0:
+        state.draft.record_cursor -= 1
+        state.step = "records"
+        return _show(state, [])
+    if state.step == "submitted":
+        return _show(state, [t("This case is already submitted. Send /newcase to start another.")])
+    if state.step == "emergency_paused" or not state.history or state.history[-1] in BEFORE_CONSENT:
+        return _show(state, [t("This is as far back as we can go.")])
+    state.step = state.history.pop()
+    state.editing_question = None
+    return _show(state, [])
+
+
+def _status(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
+    t = translator(state.locale)
+    lines = []
+    for case in state.submitted:
+        lines.append(
+            t(
+                "Case {reference}: submitted on {date}. A coordinator will contact you here.",
+                reference=case.reference,
+                date=case.submitted_at.date().isoformat(),
+            )
+        )
+    if state.step != "submitted":
+        lines.append(t("You are at: {where}.", where=t(_describe(state.step))))
+    return _show(state, ["\n".join(lines)])
+
+
+def _restart(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
+    if not state.draft.has_health_data() and state.step in BEFORE_CONSENT:
+        return begin_case(state, ctx)
+    state.overlay = "restart"
+    return _show(state, [])
+
+
+def _newcase(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
+    unsubmitted = state.step != "submitted" and state.draft.has_health_data()
+    if unsubmitted:
+        state.overlay = "newcase"
+        return _show(state, [])
+    return begin_case(state, ctx)
+
+
+def begin_case(state: ConversationState, ctx: Context) -> Transition:
+    """A fresh case for the same user: consents stay, answers of an unsubmitted draft go."""
+    state.draft = IntakeDraft(case_id=ctx.new_id() if state.consented else None)
+    state.history = []
+    state.step = FIRST_STEP
+    state.overlay = None
+    state.returning_to_review = False
+    state.editing_question = None
+    state.paused_step = state.paused_text = None
+    return _show(state, [])
+
+
+def overlay_choice(state: ConversationState, choice_id: str, ctx: Context) -> Transition | None:
+    """Answer the language picker or a confirmation; None when the press is not for it."""
+    overlay = state.overlay
+    if choice_id == "cancel":
+        state.overlay = None
+        return _show(state, [])
+    if overlay == "language" and choice_id.startswith("lang:"):
+        locale = choice_id.removeprefix("lang:")
+        if locale in SUPPORTED_LOCALES:
+            state.overlay = None
+            return _switch_language(state, locale)
+    if overlay in ("restart", "newcase") and choice_id == "confirm":
+        return begin_case(state, ctx)
+    return None
+
+
+_COMMANDS: dict[str, Callable[[ConversationState, Inbound, Context], Transition]] = {
+    "start": _start,
+    "help": _help,
+    "language": _language,
+    "back": _back,
+    "status": _status,
+    "restart": _restart,
+    "newcase": _newcase,
+}
+
+__all__ = ["Translator", "begin_case", "overlay_choice", "run"]

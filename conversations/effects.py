@@ -1,0 +1,49 @@
+"""Side effects the engine asks for; persistence carries them out in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from handlers.events import CoordinatorNotice, FileRef
+
+
+class ConsentGiven(BaseModel):
+    kind: Literal["consent_given"] = "consent_given"
+    scope: Literal["health_data", "transfer_to_china"]
+    version: str
+    given_at: datetime
+
+
+class CaseSubmitted(BaseModel):
+    """A case enters the coordinator queue with a snapshot of every answer."""
+
+    kind: Literal["case_submitted"] = "case_submitted"
+    case_id: str
+    reference: str
+    locale: str
+    area: str
+    verdict: str
+    readiness: int
+    answers_json: str
+    submitted_at: datetime
+
+
+class IngestFile(BaseModel):
+    """Fetch a file from its channel into the file store, off the conversation's transaction."""
+
+    kind: Literal["ingest_file"] = "ingest_file"
+    file_id: str
+    case_id: str
+    item: str
+    file: FileRef
+
+
+class NotifyCoordinators(BaseModel):
+    kind: Literal["notify_coordinators"] = "notify_coordinators"
+    notice: CoordinatorNotice
+
+
+Effect = ConsentGiven | CaseSubmitted | IngestFile | NotifyCoordinators

@@ -1,0 +1,160 @@
+"""The conversation engine: a pure function (state, event) -> (state, replies, effects).
+
+Persistence and delivery wrap around it (handlers/pipeline.py); nothing here touches a database,
+a file or a network, so random event sequences can drive it in tests.
+"""
+
+from __future__ import annotations
+
+from conversations import commands
+from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
+from conversations.i18n import Translator, negotiate, translator
+from conversations.redflags import is_red_flag
+from conversations.state import ConversationState
+from conversations.step import Context, Outcome
+from conversations.steps.records import accept_files
+from conversations.transition import Transition, advance, prompt_ref, render
+from handlers.events import Inbound, InboundKind
+
+
+def new_state(event: Inbound, default_locale: str) -> ConversationState:
+    return ConversationState(
+        step=FIRST_STEP, locale=negotiate(event.language_hint) or default_locale
+    )
+
+
+def handle(
+    state: ConversationState | None, event: Inbound, ctx: Context, default_locale: str = "en"
+) -> Transition:
+    if state is None:
+        state = new_state(event, default_locale)
+        if event.kind != InboundKind.SYSTEM:
+            return _first_contact(state, event, ctx)
+    state = state.model_copy(deep=True)
+    t = translator(state.locale)
+    if event.kind == InboundKind.COMMAND:
+        return commands.run(state, event, ctx)
+    if event.kind == InboundKind.SYSTEM:
+        return _system(state, event, t)
+    if event.kind == InboundKind.TEXT and is_red_flag(event.text):
+        return _pause_for_emergency(state, event.text)
+    if event.kind == InboundKind.CHOICE:
+        return _choice(state, event, ctx, t)
+    if event.kind == InboundKind.TEXT:
+        return _text(state, event.text, ctx, t)
+    return _files(state, event, ctx, t)
+
+
+def _first_contact(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
+    if event.kind == InboundKind.TEXT and is_red_flag(event.text):
+        return _pause_for_emergency(state, "")
+    return Transition(state, render(state, Outcome()), via="command")
+
+
+def _pause_for_emergency(state: ConversationState, text: str) -> Transition:
+    step = STEPS[state.step]
+    if state.step != "emergency_paused":
+        state.paused_step = state.step
+        # Keep the words only where they are an answer, and only after consent.
+        keep = state.consented and step.on_text is not None and state.step not in BEFORE_CONSENT
+        state.paused_text = text if keep and text else None
+    state.overlay = None
+    state.step = "emergency_paused"
+    return Transition(state, render(state, Outcome()))
+
+
+def _choice(state: ConversationState, event: Inbound, ctx: Context, t: Translator) -> Transition:
+    if state.overlay:
+        handled = commands.overlay_choice(state, event.choice_id, ctx)
+        if handled is not None:
+            return handled
+        state.overlay = None
+    if event.prompt_ref and event.prompt_ref != prompt_ref(state):
+        return _stale(state, t)
+    step = STEPS[state.step]
+    choice = next((c for c in step.current_choices(state) if c.id == event.choice_id), None)
+    if choice is None:
+        return _stale(state, t)
+    if state.step == "emergency_paused":
+        return _resume(state, ctx)
+    if step.on_choice is not None:
+        outcome = step.on_choice(state, choice.id, ctx)
+    else:
+        outcome = Outcome(goto=choice.goto)
+    return advance(state, outcome)
+
+
+def _stale(state: ConversationState, t: Translator) -> Transition:
+    note = t("That question has moved on. Here is where we are now:")
+    return Transition(state, render(state, Outcome(notes=[note])), via="command")
+
+
+def _resume(state: ConversationState, ctx: Context) -> Transition:
+    target = state.paused_step or FIRST_STEP
+    text, state.paused_text, state.paused_step = state.paused_text, None, None
+    state.step = target
+    step = STEPS[target]
+    if text and step.on_text is not None:
+        return advance(state, step.on_text(state, text, ctx, translator(state.locale)))
+    return Transition(state, render(state, Outcome()))
+
+
+def _text(state: ConversationState, text: str, ctx: Context, t: Translator) -> Transition:
+    state.overlay = None
+    step = STEPS[state.step]
+    if state.step == "emergency_paused":
+        note = t("When you are ready to go on, please press the button below.")
+        return Transition(state, render(state, Outcome(notes=[note], prompt=False)))
+    if step.on_text is None or not text.strip():
+        if step.current_choices(state):
+            note = t("Please choose one of the options below.")
+        else:
+            note = t("Thank you. Send /help to see what I can do.")
+        return Transition(state, render(state, Outcome(notes=[note], prompt=False)))
+    return advance(state, step.on_text(state, text, ctx, t))
+
+
+def _files(state: ConversationState, event: Inbound, ctx: Context, t: Translator) -> Transition:
+    if not state.consented or state.draft.case_id is None:
+        note = t(
+            "I can't keep files until you have agreed to how your information is used. "
+            "Nothing from this file was kept."
+        )
+        return Transition(state, render(state, Outcome(notes=[note], prompt=False)))
+    step = STEPS[state.step]
+    if step.on_files is not None:
+        return advance(state, step.on_files(state, event.files, ctx, t))
+    outcome = accept_files(state, "", event.files, ctx, t)
+    outcome.notes.append(
+        t("I'll keep this with your case. We'll sort files into the checklist together later.")
+    )
+    return advance(state, outcome)
+
+
+def _system(state: ConversationState, event: Inbound, t: Translator) -> Transition:
+    """Results of background work (a stored or unreadable file) fed back into the state."""
+    file_id = event.system.get("file_id", "")
+    outcome_event = event.system.get("event", "")
+    groups = [*state.draft.records.values()]
+    for record in groups:
+        for file in record.files:
+            if file.file_id == file_id:
+                return _file_result(state, record.files, file, outcome_event, t, record)
+    for file in state.draft.unsorted_files:
+        if file.file_id == file_id:
+            return _file_result(state, state.draft.unsorted_files, file, outcome_event, t, None)
+    return Transition(state, via="system")
+
+
+def _file_result(state, files, file, outcome_event, t, record):  # type: ignore[no-untyped-def]
+    if outcome_event == "file_stored":
+        file.status = "stored"
+        return Transition(state, via="system")
+    files.remove(file)
+    if record is not None and not record.files and record.status == "uploaded":
+        record.status = "later"
+    note = t(
+        "Sorry, I couldn't save {name}. Please try sending it again.",
+        name=file.name or t("a file"),
+    )
+    return Transition(state, render(state, Outcome(notes=[note], prompt=False)), via="system")

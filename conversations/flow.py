@@ -1,0 +1,40 @@
+"""The intake as one flat, declarative table of steps, in the order a patient meets them."""
+
+from __future__ import annotations
+
+from conversations.step import Step
+from conversations.steps import case_details, fit, people, records, review, screening
+
+STEPS: dict[str, Step] = {
+    step.id: step
+    for step in (
+        *screening.STEPS,
+        *people.STEPS,
+        *fit.STEPS,
+        *case_details.STEPS,
+        *records.STEPS,
+        *review.STEPS,
+    )
+}
+
+FIRST_STEP = "emergency"
+
+# Steps before consent: they take buttons only, and nothing they see is kept.
+BEFORE_CONSENT = frozenset(
+    {"emergency", "emergency_paused", "about", "consent_health", "consent_transfer", "declined"}
+)
+
+# Section of each step, in order, so the review can send a patient back to one part.
+SECTION_ORDER = ("who", "fit", "area", "questions", "timeline", "records")
+
+
+def mermaid() -> str:
+    """The flow diagram, drawn from the table; conversations/intake.mmd must equal this."""
+    lines = ["flowchart TD"]
+    for step in STEPS.values():
+        for target in step.edges:
+            if target == "*":
+                lines.append(f"    {step.id} -.->|resume| resumed_step([the paused step])")
+            else:
+                lines.append(f"    {step.id} --> {target}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,115 @@
+"""Typed per-user conversation state: where the user is, and the case being prepared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ItemStatus = Literal["pending", "uploaded", "later", "not_applicable"]
+FileStatus = Literal["received", "stored", "failed"]
+
+
+@dataclass(frozen=True)
+class ConversationKey:
+    """One conversation per user and channel."""
+
+    channel: str
+    user_key: str
+
+
+class Consent(BaseModel):
+    version: str
+    given_at: datetime
+
+
+class TimelineEntry(BaseModel):
+    when: str
+    sort_key: str
+    approximate: bool = False
+    what: str
+
+
+class Question(BaseModel):
+    """A question for the specialist: a suggestion (by id, so it renders in any language) or
+    the patient's own words, kept verbatim."""
+
+    suggestion: str | None = None
+    text: str = ""
+
+
+class RecordFile(BaseModel):
+    file_id: str
+    name: str
+    size: int | None = None
+    status: FileStatus = "received"
+
+
+class RecordItem(BaseModel):
+    status: ItemStatus = "pending"
+    files: list[RecordFile] = Field(default_factory=list)
+
+
+class IntakeDraft(BaseModel):
+    """The case being prepared. Everything here is health data: only filled after consent."""
+
+    case_id: str | None = None
+    for_whom: str | None = None
+    relationship: str | None = None
+    fit_reasons: list[str] = Field(default_factory=list)
+    situation: dict[str, str] = Field(default_factory=dict)
+    area: str | None = None
+    subarea: str | None = None
+    diagnosis: str | None = None
+    questions: list[Question] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    records: dict[str, RecordItem] = Field(default_factory=dict)
+    record_cursor: int = 0
+    unsorted_files: list[RecordFile] = Field(default_factory=list)
+
+    def has_health_data(self) -> bool:
+        return bool(
+            self.case_id
+            or self.for_whom
+            or self.fit_reasons
+            or self.situation
+            or self.area
+            or self.diagnosis
+            or self.questions
+            or self.timeline
+            or self.records
+            or self.unsorted_files
+        )
+
+
+class SubmittedCase(BaseModel):
+    case_id: str
+    reference: str
+    submitted_at: datetime
+
+
+Overlay = Literal["language", "restart", "newcase"]
+
+
+class ConversationState(BaseModel):
+    step: str
+    locale: str
+    locale_chosen: bool = False
+    draft: IntakeDraft = Field(default_factory=IntakeDraft)
+    history: list[str] = Field(default_factory=list)
+    consent_health: Consent | None = None
+    consent_transfer: Consent | None = None
+    paused_step: str | None = None
+    # A free-text answer that raised a red flag, kept so that "I'm safe, this was in the past"
+    # can still use it; only ever set after consent.
+    paused_text: str | None = None
+    overlay: Overlay | None = None
+    returning_to_review: bool = False
+    editing_question: int | None = None
+    submitted: list[SubmittedCase] = Field(default_factory=list)
+
+    @property
+    def consented(self) -> bool:
+        return self.consent_health is not None and self.consent_transfer is not None

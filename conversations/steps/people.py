@@ -1,0 +1,63 @@
+"""Who the case is for."""
+
+from __future__ import annotations
+
+from conversations.i18n import N_, Translator
+from conversations.state import ConversationState
+from conversations.step import Choice, Context, Outcome, Step
+
+RELATIONSHIPS: dict[str, str] = {
+    "parent": N_("My parent"),
+    "partner": N_("My spouse or partner"),
+    "child": N_("My child"),
+    "sibling": N_("My brother or sister"),
+    "other_family": N_("Another relative or friend"),
+}
+
+
+def _for_whom(state: ConversationState, choice: str, ctx: Context) -> Outcome:
+    state.draft.for_whom = choice
+    if choice == "self":
+        state.draft.relationship = None
+        return Outcome(goto="fit_reasons")
+    return Outcome(goto="relationship")
+
+
+FOR_WHOM = Step(
+    id="for_whom",
+    prompt=N_("Thank you. Who is this second opinion for?"),
+    choices=(
+        Choice("self", N_("For me")),
+        Choice("family", N_("For a family member or friend")),
+    ),
+    on_choice=_for_whom,
+    edges=("fit_reasons", "relationship"),
+    section="who",
+)
+
+
+def _relationship_choice(state: ConversationState, choice: str, ctx: Context) -> Outcome:
+    state.draft.relationship = choice
+    return Outcome(goto="fit_reasons")
+
+
+def _relationship_text(state: ConversationState, text: str, ctx: Context, t: Translator) -> Outcome:
+    state.draft.relationship = text.strip()[:80]
+    return Outcome(goto="fit_reasons")
+
+
+RELATIONSHIP = Step(
+    id="relationship",
+    prompt=N_(
+        "Who is the patient to you? Thank you for helping them.\n\n"
+        "From here on, please answer about the patient."
+    ),
+    choices=tuple(Choice(key, label) for key, label in RELATIONSHIPS.items()),
+    on_choice=_relationship_choice,
+    on_text=_relationship_text,
+    edges=("fit_reasons",),
+    section="who",
+    accepts_text=True,
+)
+
+STEPS = (FOR_WHOM, RELATIONSHIP)

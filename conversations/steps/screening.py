@@ -1,0 +1,151 @@
+"""Emergency screen, what the service is, and the two consents."""
+
+from __future__ import annotations
+
+from conversations.effects import ConsentGiven
+from conversations.i18n import N_, Translator
+from conversations.state import Consent, ConversationState
+from conversations.step import Choice, Context, Outcome, Step
+
+# Bump a version when its text changes in meaning; the version a patient agreed to is stored.
+HEALTH_CONSENT_VERSION = "health-2026-11"
+TRANSFER_CONSENT_VERSION = "transfer-2026-11"
+
+EMERGENCY_NUMBERS = N_(
+    "If this is an emergency, please get help now:\n"
+    "• China: 120\n"
+    "• United Kingdom: 999\n"
+    "• United States and Canada: 911\n"
+    "• European Union: 112\n"
+    "• Elsewhere: your local emergency number, or go to the nearest emergency department."
+)
+
+
+def emergency_message(t: Translator) -> str:
+    return (
+        t("Please stop here and get urgent help. I can't help with emergencies.")
+        + "\n\n"
+        + t(EMERGENCY_NUMBERS)
+    )
+
+
+EMERGENCY = Step(
+    id="emergency",
+    prompt=N_(
+        "Hello, I'm Huizhen. I help you prepare a case for a second opinion from specialists "
+        "in China.\n\nFirst, an important question: is anyone having sudden, severe or "
+        "quickly worsening symptoms right now, such as chest pain, trouble breathing, signs "
+        "of a stroke or heavy bleeding?"
+    ),
+    choices=(
+        Choice("no", N_("No, not an emergency")),
+        Choice("yes", N_("Yes, or I'm not sure")),
+    ),
+    on_choice=lambda state, choice, ctx: _after_screen(state, choice),
+    edges=("about", "emergency_paused", "for_whom"),
+)
+
+
+def _after_screen(state: ConversationState, choice: str) -> Outcome:
+    # Consent is the user's, not the case's: a second case skips straight to its questions.
+    following = "for_whom" if state.consented else "about"
+    if choice == "yes":
+        state.paused_step = following
+        return Outcome(goto="emergency_paused")
+    return Outcome(goto=following)
+
+
+def _resume_after_emergency(state: ConversationState, choice: str, ctx: Context) -> Outcome:
+    return Outcome(goto=state.paused_step or "emergency")
+
+
+EMERGENCY_PAUSED = Step(
+    id="emergency_paused",
+    prompt=lambda state, t: (
+        emergency_message(t)
+        + "\n\n"
+        + t("Your answers are kept. When you are safe, press the button to carry on.")
+    ),
+    choices=(Choice("resume", N_("I'm safe now, continue")),),
+    on_choice=_resume_after_emergency,
+    edges=("*",),
+)
+
+ABOUT = Step(
+    id="about",
+    prompt=N_(
+        "Here is what I do, and what I don't.\n\n"
+        "• I help you gather your medical records and questions into one clear case.\n"
+        "• A coordinator checks the case and looks for suitable specialists in China.\n"
+        "• I don't give a diagnosis or medical advice.\n"
+        "• No particular doctor, hospital, treatment, timing or result can be promised.\n\n"
+        "A written remote review usually takes 7 to 14 days once a case is complete."
+    ),
+    choices=(
+        Choice("continue", N_("Continue"), goto="consent_health"),
+        Choice("not_now", N_("Not now"), goto="declined"),
+    ),
+    edges=("consent_health", "declined"),
+)
+
+
+def _consent(scope: str, version: str, goto: str):  # type: ignore[no-untyped-def]
+    def handle(state: ConversationState, choice: str, ctx: Context) -> Outcome:
+        if choice != "agree":
+            return Outcome(goto="declined")
+        consent = Consent(version=version, given_at=ctx.now)
+        if scope == "health_data":
+            state.consent_health = consent
+        else:
+            state.consent_transfer = consent
+            if state.draft.case_id is None:
+                state.draft.case_id = ctx.new_id()
+        return Outcome(
+            goto=goto,
+            effects=[ConsentGiven(scope=scope, version=version, given_at=ctx.now)],  # type: ignore[arg-type]
+        )
+
+    return handle
+
+
+CONSENT_HEALTH = Step(
+    id="consent_health",
+    prompt=N_(
+        "To prepare your case I need to keep health information: your answers and the "
+        "medical records you send. It is stored securely, used only for your case, and you "
+        "can ask for it to be deleted.\n\nDo you agree that Huizhen may process this health "
+        "information?"
+    ),
+    choices=(
+        Choice("agree", N_("I agree")),
+        Choice("decline", N_("I don't agree")),
+    ),
+    on_choice=_consent("health_data", HEALTH_CONSENT_VERSION, "consent_transfer"),
+    edges=("consent_transfer", "declined"),
+)
+
+CONSENT_TRANSFER = Step(
+    id="consent_transfer",
+    prompt=N_(
+        "One more consent, asked separately because the law asks for it: your case will be "
+        "shared with coordinators and specialists in China, so your information will be "
+        "transferred to China.\n\nDo you agree to this transfer?"
+    ),
+    choices=(
+        Choice("agree", N_("I agree")),
+        Choice("decline", N_("I don't agree")),
+    ),
+    on_choice=_consent("transfer_to_china", TRANSFER_CONSENT_VERSION, "for_whom"),
+    edges=("for_whom", "declined"),
+)
+
+DECLINED = Step(
+    id="declined",
+    prompt=N_(
+        "That's completely fine. I haven't stored any health information about you.\n\n"
+        "If you change your mind, send /start at any time."
+    ),
+    edges=("emergency",),
+)
+
+STEPS = (EMERGENCY, EMERGENCY_PAUSED, ABOUT, CONSENT_HEALTH, CONSENT_TRANSFER, DECLINED)

@@ -1,0 +1,99 @@
+"""The contract between channels and the core.
+
+An adapter turns one platform update into one `Inbound` and renders `Outbound` replies back.
+Nothing here knows any platform. Options carry stable ids; translated labels are only for
+display, so routing never depends on the words a user sees.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class InboundKind(StrEnum):
+    TEXT = "text"
+    COMMAND = "command"
+    CHOICE = "choice"
+    FILES = "files"
+    # Produced by the core itself (for example when a background job finishes) and fed
+    # back through the same engine, so every change of a conversation takes one path.
+    SYSTEM = "system"
+
+
+class FileRef(BaseModel):
+    """A file the user sent, as the channel can fetch it again later.
+
+    `source` is channel-specific (a path on the console, a file id on Telegram); only the
+    channel's file opener interprets it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    name: str = ""
+    size: int | None = None
+    mime_type: str | None = None
+
+
+class Inbound(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    channel: str
+    user_key: str
+    chat_key: str
+    update_key: str
+    kind: InboundKind
+    text: str = ""
+    command: str = ""
+    args: str = ""
+    choice_id: str = ""
+    # Which prompt a pressed option belonged to, so a stale button can be recognised.
+    prompt_ref: str = ""
+    files: tuple[FileRef, ...] = ()
+    language_hint: str | None = None
+    system: dict[str, str] = Field(default_factory=dict)
+
+
+class Option(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    label: str
+
+
+class UploadLinkRequest(BaseModel):
+    """Ask the channel to offer a secure upload link for the given case."""
+
+    model_config = ConfigDict(frozen=True)
+
+    case_id: str
+    reason: str = ""
+
+
+class Outbound(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    options: tuple[Option, ...] = ()
+    # Identifies the prompt the options answer; channels echo it back as Inbound.prompt_ref.
+    prompt_ref: str = ""
+    files: tuple[FileRef, ...] = ()
+    upload_link: UploadLinkRequest | None = None
+    # The question waits for files: channels say how to send one (a path on the console).
+    expects_files: bool = False
+    # Replace an earlier message (by its outbox message key) instead of sending a new one.
+    edit_of: str | None = None
+    # Right-to-left scripts and similar rendering hints travel with the text.
+    locale: str = "en"
+
+
+class CoordinatorNotice(BaseModel):
+    """Something coordinators must see; rendered by whichever coordinator channel is set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    case_id: str
+    case_ref: str
+    text: str
