@@ -117,7 +117,7 @@ def _back(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
     if state.step == "emergency_paused" or not state.history or state.history[-1] in BEFORE_CONSENT:
         return _show(state, [t("This is as far back as we can go.")])
     state.step = state.history.pop()
-    state.editing_question = None
+    state.editing_question = state.question_mode = None
     return _show(state, [])
 
 
@@ -159,7 +159,7 @@ def begin_case(state: ConversationState, ctx: Context) -> Transition:
     state.step = FIRST_STEP
     state.overlay = None
     state.returning_to_review = False
-    state.editing_question = None
+    state.editing_question = state.question_mode = None
     state.paused_step = state.paused_text = None
     return _show(state, [])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from conversations.step import Step
 from conversations.steps import case_details, fit, people, records, review, screening
 
@@ -28,13 +30,33 @@ BEFORE_CONSENT = frozenset(
 SECTION_ORDER = ("who", "fit", "area", "questions", "timeline", "records")
 
 
+# Moves made by commands rather than by answers (drawn dotted in the diagram).
+COMMAND_EDGES: tuple[tuple[str, str, str], ...] = (
+    ("declined", "/start", "emergency"),
+    ("stopped", "/start", "fit_verdict"),
+    ("submitted", "/newcase", "emergency"),
+    ("any_step", "red flag in a text", "emergency_paused"),
+    ("any_step", "/restart or /newcase", "emergency"),
+    ("any_step", "/back", "previous_step"),
+)
+
+
 def mermaid() -> str:
     """The flow diagram, drawn from the table; conversations/intake.mmd must equal this."""
     lines = ["flowchart TD"]
     for step in STEPS.values():
         for target in step.edges:
             if target == "*":
-                lines.append(f"    {step.id} -.->|resume| resumed_step([the paused step])")
+                lines.append(f"    {step.id} -->|resume| paused_step([the paused step])")
             else:
                 lines.append(f"    {step.id} --> {target}")
+    for source, label, target in COMMAND_EDGES:
+        lines.append(f"    {source} -.->|{label}| {target}")
     return "\n".join(lines) + "\n"
+
+
+DIAGRAM_PATH = Path(__file__).with_name("intake.mmd")
+
+if __name__ == "__main__":
+    DIAGRAM_PATH.write_text(mermaid(), encoding="utf-8")
+    print(f"wrote {DIAGRAM_PATH}")

@@ -107,6 +107,8 @@ class ConversationState(BaseModel):
     paused_text: str | None = None
     overlay: Overlay | None = None
     returning_to_review: bool = False
+    # Editing the question list: choosing which question to edit or remove, then typing.
+    question_mode: Literal["pick_edit", "pick_remove", "typing"] | None = None
     editing_question: int | None = None
     submitted: list[SubmittedCase] = Field(default_factory=list)
 

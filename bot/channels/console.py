@@ -65,6 +65,11 @@ class ConsoleChannel:
             "update_key": uuid.uuid4().hex,
             "language_hint": self.language_hint,
         }
+        # A path first: "/home/me/scan.dcm" is a file, not a command.
+        path = _as_path(text)
+        if path is not None:
+            file = FileRef(source=str(path), name=path.name, size=path.stat().st_size)
+            return Inbound(**base, kind=InboundKind.FILES, files=(file,))
         if text.startswith("/"):
             command, _, args = text[1:].partition(" ")
             return Inbound(**base, kind=InboundKind.COMMAND, command=command, args=args.strip())
@@ -73,10 +78,6 @@ class ConsoleChannel:
             return Inbound(
                 **base, kind=InboundKind.CHOICE, choice_id=option.id, prompt_ref=self._prompt_ref
             )
-        path = _as_path(text)
-        if path is not None:
-            file = FileRef(source=str(path), name=path.name, size=path.stat().st_size)
-            return Inbound(**base, kind=InboundKind.FILES, files=(file,))
         return Inbound(**base, kind=InboundKind.TEXT, text=text)
 
     def submit(self, line: str) -> None:

@@ -83,9 +83,17 @@ DIAGNOSIS = Step(
 
 def _questions_prompt(state: ConversationState, t: Translator) -> str:
     questions = state.draft.questions
-    if state.editing_question is not None:
+    if state.question_mode == "typing" and state.editing_question is not None:
         current = question_text(questions[state.editing_question], t)
         return t("Type the new wording for this question:") + f"\n\n{current}"
+    if state.question_mode in ("pick_edit", "pick_remove"):
+        lines = [
+            t("Which question would you like to change?")
+            if state.question_mode == "pick_edit"
+            else t("Which question would you like to remove?")
+        ]
+        lines += [f"{i}. {question_text(q, t)}" for i, q in enumerate(questions, start=1)]
+        return "\n".join(lines)
     lines = [
         t(
             "What would you like the specialist to answer? Specific questions get useful "
@@ -102,46 +110,58 @@ def _questions_prompt(state: ConversationState, t: Translator) -> str:
     return "\n".join(lines)
 
 
+SUGGESTIONS_SHOWN = 3
+
+
 def _questions_choices(state: ConversationState) -> tuple[Choice, ...]:
-    if state.editing_question is not None:
+    questions = state.draft.questions
+    if state.question_mode == "typing":
         return (Choice("cancel_edit", N_("Keep it as it is")),)
-    asked = {q.suggestion for q in state.draft.questions}
+    if state.question_mode in ("pick_edit", "pick_remove"):
+        picks = tuple(
+            Choice(f"pick:{i}", N_("Question {number}"), values=(("number", i + 1),))
+            for i in range(len(questions))
+        )
+        return (*picks, Choice("cancel_edit", N_("Cancel")))
+    asked = {q.suggestion for q in questions}
     choices: list[Choice] = []
-    if len(state.draft.questions) < MAX_QUESTIONS:
+    if len(questions) < MAX_QUESTIONS:
         choices += [
             Choice(key, label)
             for key, label in suggestions_for(state.draft.area).items()
             if key not in asked
-        ][:4]
-    for i in range(len(state.draft.questions)):
-        number = (("number", i + 1),)
-        choices.append(Choice(f"edit:{i}", N_("Edit question {number}"), values=number))
-        choices.append(Choice(f"remove:{i}", N_("Remove question {number}"), values=number))
-    if len(state.draft.questions) >= MIN_QUESTIONS:
+        ][:SUGGESTIONS_SHOWN]
+    if len(questions) >= MIN_QUESTIONS:
         choices.append(Choice("done", N_("Done")))
+    if questions:
+        choices.append(Choice("edit", N_("Change a question")))
+        choices.append(Choice("remove", N_("Remove a question")))
     return tuple(choices)
 
 
 def _questions_choice(state: ConversationState, choice: str, ctx: Context) -> Outcome:
     questions = state.draft.questions
     if choice == "cancel_edit":
-        state.editing_question = None
+        state.question_mode = state.editing_question = None
         return Outcome()
     if choice == "done":
         return Outcome(goto="timeline") if len(questions) >= MIN_QUESTIONS else Outcome()
-    action, _, index_text = choice.partition(":")
-    if action in ("edit", "remove") and index_text.isdigit() and int(index_text) < len(questions):
-        index = int(index_text)
-        if action == "remove":
-            questions.pop(index)
+    if choice in ("edit", "remove"):
+        state.question_mode = "pick_edit" if choice == "edit" else "pick_remove"
+        return Outcome()
+    index_text = choice.removeprefix("pick:")
+    if choice.startswith("pick:") and index_text.isdigit() and int(index_text) < len(questions):
+        if state.question_mode == "pick_remove":
+            questions.pop(int(index_text))
+            state.question_mode = None
         else:
-            state.editing_question = index
+            state.question_mode, state.editing_question = "typing", int(index_text)
         return Outcome()
     asked = {q.suggestion for q in questions}
-    if choice in suggestions_for(state.draft.area) and len(questions) < MAX_QUESTIONS:
-        if choice not in asked:
-            # Kept by id, so it reads in whichever language the case is read in.
-            questions.append(Question(suggestion=choice))
+    offered = choice in suggestions_for(state.draft.area)
+    if offered and choice not in asked and len(questions) < MAX_QUESTIONS:
+        # Kept by id, so it reads in whichever language the case is read in.
+        questions.append(Question(suggestion=choice))
     return Outcome()
 
 
@@ -166,10 +186,11 @@ def _questions_text(state: ConversationState, text: str, ctx: Context, t: Transl
             ],
             prompt=False,
         )
-    if state.editing_question is not None:
+    if state.question_mode == "typing" and state.editing_question is not None:
         questions[state.editing_question] = Question(text=question)
-        state.editing_question = None
+        state.question_mode = state.editing_question = None
         return Outcome()
+    state.question_mode = None
     if any(q.text == question for q in questions):
         return Outcome(notes=[t("You already have that question on the list.")], prompt=False)
     if len(questions) >= MAX_QUESTIONS:

@@ -122,7 +122,7 @@ STOPPED = Step(
         "time: send /start to pick up where you left off.\n\nPlease keep talking with your "
         "treating doctors about next steps."
     ),
-    edges=("fit_verdict",),
+    edges=(),
 )
 
 STEPS = (

@@ -176,7 +176,7 @@ def _submitted_prompt(state: ConversationState, t: Translator) -> str:
 SUBMITTED = Step(
     id="submitted",
     prompt=_submitted_prompt,
-    edges=("emergency",),
+    edges=(),
 )
 
 STEPS = (REVIEW, SUBMITTED)

@@ -145,7 +145,7 @@ DECLINED = Step(
         "That's completely fine. I haven't stored any health information about you.\n\n"
         "If you change your mind, send /start at any time."
     ),
-    edges=("emergency",),
+    edges=(),
 )
 
 STEPS = (EMERGENCY, EMERGENCY_PAUSED, ABOUT, CONSENT_HEALTH, CONSENT_TRANSFER, DECLINED)

@@ -1,0 +1,55 @@
+"""The real entry points, as an operator runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def huizhen(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATA_DIR": str(data_dir), "LANG": "C.UTF-8"}
+    for name in ("TELEGRAM_BOT_TOKEN", "WECHAT_APP_ID", "DATABASE_URL"):
+        env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_huizhen_run_chats_on_the_console_and_queue_list_shows_the_case(tmp_path: Path) -> None:
+    empty = huizhen(tmp_path, "queue", "list")
+    assert empty.returncode == 0 and "The queue is empty." in empty.stdout
+
+    # 1 no emergency, 1 continue, 1 agree, 1 agree, 1 for me, 1 new diagnosis, 10 done,
+    # six situation answers, 1 continue, 1 cardio-vascular... typed as a person would.
+    answers = [
+        "1", "1", "1", "1", "1", "1", "10",
+        "2", "1", "1", "2", "2", "1",
+        "1", "2",
+        "Aortic valve stenosis, surgeons propose valve replacement",
+        "1", "1", "1", "4",
+        "2023-01: breathless on stairs", "2024-02-03: echocardiogram", "1",
+    ]
+    answers += ["2"] * 8  # each of the eight record items: "I will get it later"
+    answers += ["1", "1"]  # continue to review, submit
+    result = huizhen(tmp_path, "run", stdin="\n".join(answers) + "\n/quit\n")
+    assert result.returncode == 0, result.stderr
+    assert "Your case has been submitted" in result.stdout, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr
+
+    listing = huizhen(tmp_path, "queue", "list")
+    assert listing.returncode == 0
+    lines = listing.stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("HZ-") and "submitted" in lines[0] and "cardiovascular" in lines[0]
+    assert lines[0].split()[0] in result.stdout

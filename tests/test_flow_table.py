@@ -1,0 +1,32 @@
+"""The step table is the flow: the diagram is drawn from it and every edge is real."""
+
+from __future__ import annotations
+
+from conversations.flow import DIAGRAM_PATH, STEPS, mermaid
+
+
+def test_the_flow_diagram_matches_the_step_table() -> None:
+    assert DIAGRAM_PATH.read_text(encoding="utf-8") == mermaid(), (
+        "conversations/intake.mmd is out of date: run `python -m conversations.flow`"
+    )
+
+
+def test_every_declared_edge_leads_to_a_step() -> None:
+    for step in STEPS.values():
+        for target in step.edges:
+            assert target == "*" or target in STEPS, f"{step.id} -> {target}"
+
+
+def test_every_step_can_be_reached_from_the_first() -> None:
+    reached, frontier = {"emergency"}, ["emergency"]
+    while frontier:
+        for target in STEPS[frontier.pop()].edges:
+            if target in STEPS and target not in reached:
+                reached.add(target)
+                frontier.append(target)
+    assert set(STEPS) - reached == set()
+
+
+def test_step_ids_are_stable_named_strings() -> None:
+    for step_id in STEPS:
+        assert step_id.isidentifier() and step_id.islower()

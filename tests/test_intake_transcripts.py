@@ -1,0 +1,308 @@
+"""Whole conversations on the console, read like the transcript a patient would see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.app import App
+from conversations.state import ConversationKey
+from storage.models import Case
+from tests.conftest import Chat, make_chat
+
+
+def consent(chat: Chat) -> None:
+    chat.say("/start")
+    chat.press("No, not an emergency")
+    chat.press("Continue")
+    chat.press("I agree")
+    assert "transferred to China" in chat.press("I agree") or True
+
+
+def through_fit(chat: Chat, reasons: tuple[str, ...], situation: tuple[str, ...]) -> str:
+    for reason in reasons:
+        chat.press(reason)
+    chat.press("Done")
+    reply = ""
+    for answer in situation:
+        reply = chat.press(answer)
+    return reply
+
+
+def test_a_patient_goes_from_start_to_a_submitted_case(chat: Chat, app: App, tmp_path: Path) -> None:
+    reply = chat.say("/start")
+    assert "Hello, I'm Huizhen" in reply
+    assert "chest pain" in reply
+    reply = chat.press("No, not an emergency")
+    assert "I don't give a diagnosis" in reply
+    assert "No particular doctor, hospital, treatment, timing or result can be promised" in reply
+    reply = chat.press("Continue")
+    assert "Do you agree that Huizhen may process this health information?" in reply
+    reply = chat.press("I agree")
+    assert "transferred to China" in reply
+    reply = chat.press("I agree")
+    assert "Who is this second opinion for?" in reply
+    reply = chat.press("For me")
+    assert "Choose all that apply" in reply
+    reply = chat.press("A new or serious diagnosis")
+    assert "✓ A new or serious diagnosis" in chat.buttons
+    chat.press("Major or irreversible treatment proposed")
+    reply = chat.press("Done")
+    assert "Has treatment for this already started?" in reply
+    chat.press("No")  # treatment started
+    chat.press("Yes")  # irreversible treatment proposed
+    chat.press("Yes")  # records at hand
+    chat.press("No")  # instant answer
+    chat.press("No")  # particular answer
+    reply = chat.press("A review of the diagnosis or plan")
+    assert "A remote second opinion looks like a good fit." in reply
+    assert "Suggested: a remote record review." in reply
+    assert "1 to 3 weeks" in reply and "7 to 14 days" in reply
+    assert "not promises" in reply
+    reply = chat.press("Continue")
+    assert "Which area of medicine" in reply
+    chat.press("Cancer or a tumour")
+    reply = chat.press("Liver, bile duct, pancreas")
+    assert "what diagnosis has been given so far" in reply
+    reply = chat.say("Liver cancer, 4 cm, surgeons propose a resection")
+    assert "What would you like the specialist to answer?" in reply
+
+    reply = chat.say("what do you think?")
+    assert "make it more specific" in reply
+    chat.press("Is the stage right")
+    chat.say("Is a resection the best first step, or should I have chemotherapy first?")
+    reply = chat.press("Are there clinical trials")
+    assert "1. Is the stage right, based on my scans and pathology?" in reply
+    assert "3. Are there clinical trials I might be eligible for?" in reply
+    chat.press("Change a question")
+    chat.press("Question 2")
+    reply = chat.say("Is resection the best first step, or chemotherapy before surgery?")
+    assert "2. Is resection the best first step, or chemotherapy before surgery?" in reply
+    chat.press("Is the planned order")
+    chat.press("Remove a question")
+    reply = chat.press("Question 4")
+    assert "4. Is the planned order" not in reply
+    assert "3. Are there clinical trials" in reply
+    reply = chat.press("Done")
+    assert "one event per line" in reply
+
+    reply = chat.say("2024-05-10: CT scan shows a liver lesion\nMarch 2024: tiredness, weight loss")
+    assert reply.index("March 2024 — tiredness") < reply.index("2024-05-10 — CT scan")
+    reply = chat.say("about June 2024: biopsy")
+    assert "about June 2024 — biopsy" in reply
+    reply = chat.press("Done")
+    assert "Records, item 1 of 11" in reply
+    assert "Diagnosis reports and clinic letters (诊断报告 / 病历)" in reply
+
+    report = tmp_path / "discharge-letter.pdf"
+    report.write_bytes(b"%PDF-1.4 a letter")
+    chat.press("Send it now")
+    reply = chat.say(str(report))
+    assert "Received: discharge-letter.pdf" in reply
+    reply = chat.press("Done")
+    assert "Records, item 2 of 11" in reply
+    assert "Specialists need this one" in reply
+    chat.press("I'll get it later")  # imaging
+    while "Records, item" in chat.transcript[-1]:
+        chat.press("Doesn't apply to me")
+    reply = chat.transcript[-1]
+    assert "ready for review" in reply
+    assert "Scans as original files" in reply
+    assert "我需要原始影像资料（DICOM格式）的光盘或电子版。" in reply
+
+    reply = chat.press("Continue to review")
+    assert "Your case" in reply
+    assert "Diagnosis: Liver cancer, 4 cm" in reply
+    assert "• March 2024 — tiredness" in reply
+    reply = chat.press("Submit the case")
+    assert "Your case has been submitted" in reply
+    assert "[coordinators] New case HZ-" in reply
+
+    cases = app.queue.list()
+    assert len(cases) == 1
+    case: Case = cases[0]
+    assert case.reference in reply
+    assert case.status == "submitted"
+    assert case.area == "oncology"
+    assert case.verdict == "good_fit"
+    assert "Liver cancer, 4 cm" in case.answers_json
+    documents = app.queue.documents(case.id)
+    assert [(d.item, d.original_name, d.size) for d in documents] == [
+        ("diagnosis_reports", "discharge-letter.pdf", len(b"%PDF-1.4 a letter"))
+    ]
+
+
+def test_probably_not_now_is_said_honestly_and_the_patient_may_go_on(chat: Chat, app: App) -> None:
+    consent(chat)
+    chat.press("For a family member or friend")
+    reply = chat.press("My parent")
+    assert "answer about the patient" in chat.transcript[-2]
+    assert "Choose all that apply" in reply
+    reply = through_fit(
+        chat,
+        ("Peace of mind about a clear plan",),
+        ("Yes", "No", "No", "Yes", "Yes", "Treatment in China"),
+    )
+    assert "A remote second opinion is probably not the right step now." in reply
+    assert "Without the actual records" in reply
+    assert "A written review usually takes 7 to 14 days" in reply
+    assert "Suggested: an in-person evaluation in China" in reply
+    assert chat.buttons == ["Continue anyway", "Stop here for now"]
+    reply = chat.press("Stop here for now")
+    assert "Your answers are kept" in reply
+    reply = chat.say("/start")
+    assert "Welcome back" in reply
+    assert "Continue anyway" in chat.buttons
+    reply = chat.press("Continue anyway")
+    assert "Which area of medicine" in reply
+    state = app.pipeline.state_of(ConversationKey("console", "alice"))
+    assert state is not None and state.draft.relationship == "parent"
+
+
+def test_declining_consent_ends_kindly_and_stores_no_health_data(chat: Chat, app: App) -> None:
+    chat.say("/start")
+    chat.press("No, not an emergency")
+    chat.press("Continue")
+    reply = chat.press("I don't agree")
+    assert "That's completely fine" in reply
+    assert "haven't stored any health information" in reply
+    state = app.pipeline.state_of(ConversationKey("console", "alice"))
+    assert state is not None and state.step == "declined"
+    assert state.consent_health is None and not state.draft.has_health_data()
+    reply = chat.say("I have liver cancer")
+    assert "Send /help" in reply
+    assert not app.pipeline.state_of(ConversationKey("console", "alice")).draft.has_health_data()  # type: ignore[union-attr]
+
+
+def test_declining_the_transfer_to_china_also_ends_kindly(chat: Chat, app: App) -> None:
+    chat.say("/start")
+    chat.press("No, not an emergency")
+    chat.press("Continue")
+    chat.press("I agree")
+    reply = chat.press("I don't agree")
+    assert "That's completely fine" in reply
+    assert app.queue.list() == []
+
+
+def test_an_emergency_answer_gives_numbers_and_pauses_without_losing_the_case(chat: Chat) -> None:
+    consent(chat)
+    chat.press("For me")
+    chat.press("A new or serious diagnosis")
+    reply = chat.say("my father has chest pain right now and can't breathe")
+    assert "get urgent help" in reply
+    assert "China: 120" in reply and "999" in reply and "911" in reply and "112" in reply
+    assert "Your answers are kept" in reply
+    assert chat.buttons == ["I'm safe now, continue"]
+    reply = chat.say("hello?")
+    assert "press the button" in reply
+    reply = chat.press("I'm safe now, continue")
+    assert "Choose all that apply" in reply
+    assert "✓ A new or serious diagnosis" in chat.buttons
+
+
+def test_a_past_event_that_sounds_alarming_is_kept_after_the_patient_says_they_are_safe(
+    chat: Chat, app: App
+) -> None:
+    consent(chat)
+    chat.press("For me")
+    through_fit(chat, ("A new or serious diagnosis",), ("No", "No", "Yes", "No", "No", "Not sure yet"))
+    chat.press("Continue")
+    chat.press("Brain and nerves")
+    reply = chat.say("I had a stroke in 2023, now doctors propose surgery on an aneurysm")
+    assert "get urgent help" in reply
+    reply = chat.press("I'm safe now, continue")
+    assert "What would you like the specialist to answer?" in reply
+    state = app.pipeline.state_of(ConversationKey("console", "alice"))
+    assert state is not None and state.draft.diagnosis is not None
+    assert state.draft.diagnosis.startswith("I had a stroke in 2023")
+
+
+def test_yes_on_the_emergency_screen_sends_to_emergency_care(chat: Chat) -> None:
+    chat.say("/start")
+    reply = chat.press("Yes, or I'm not sure")
+    assert "China: 120" in reply
+    reply = chat.press("I'm safe now, continue")
+    assert "Here is what I do" in reply
+
+
+def test_back_returns_to_the_previous_question_and_keeps_answers(chat: Chat, app: App) -> None:
+    consent(chat)
+    chat.press("For me")
+    chat.press("Doctors disagree")
+    chat.press("Done")
+    reply = chat.say("/back")
+    assert "Choose all that apply" in reply
+    assert "✓ Doctors disagree" in chat.buttons
+    reply = chat.say("/back")
+    assert "Who is this second opinion for?" in reply
+    reply = chat.say("/back")
+    assert "as far back as we can go" in reply
+
+
+def test_language_switch_mid_flow_rerenders_the_question_and_keeps_answers(
+    chat: Chat, app: App
+) -> None:
+    consent(chat)
+    chat.press("For me")
+    chat.press("Doctors disagree")
+    reply = chat.say("/language")
+    assert "Which language" in reply
+    assert chat.buttons == ["English", "中文 (简体)", "Cancel"]
+    reply = chat.press("中文")
+    assert "Choose all that apply" not in reply
+    assert any(label.startswith("✓ ") for label in chat.buttons)
+    state = app.pipeline.state_of(ConversationKey("console", "alice"))
+    assert state is not None and state.locale == "zh_Hans" and state.locale_chosen
+    assert state.draft.fit_reasons == ["conflicting_advice"]
+    reply = chat.say("/language en")
+    assert "I'll write in English from now on." in reply
+    assert "Choose all that apply" in reply
+
+
+def test_restart_asks_first_and_newcase_keeps_submitted_cases(chat: Chat, app: App) -> None:
+    consent(chat)
+    chat.press("For me")
+    reply = chat.say("/restart")
+    assert "Start again from the beginning?" in reply
+    reply = chat.press("No, keep my answers")
+    assert "Choose all that apply" in reply
+    chat.say("/restart")
+    reply = chat.press("Yes, start again")
+    assert "is anyone having sudden, severe" in reply
+    reply = chat.press("No, not an emergency")
+    # Consent belongs to the person: a fresh case does not ask for it again.
+    assert "Who is this second opinion for?" in reply
+
+
+def test_status_and_help_answer_at_any_step(chat: Chat) -> None:
+    consent(chat)
+    reply = chat.say("/status")
+    assert "You are at: who the case is for." in reply
+    assert "Who is this second opinion for?" in reply
+    reply = chat.say("/help")
+    assert "/newcase" in reply and "120" in reply
+    reply = chat.say("/frobnicate")
+    assert "I don't know that command" in reply
+
+
+def test_typing_instead_of_pressing_a_button_is_answered_kindly(chat: Chat) -> None:
+    chat.say("/start")
+    reply = chat.say("No")
+    assert "Please choose one of the options below." in reply
+    assert chat.buttons == ["No, not an emergency", "Yes, or I'm not sure"]
+
+
+def test_a_file_before_consent_is_not_kept(chat: Chat, app: App, tmp_path: Path) -> None:
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(b"DICM")
+    chat.say("/start")
+    reply = chat.say(str(scan))
+    assert "Nothing from this file was kept" in reply
+    assert not any((app.settings.data_dir / "files").glob("**/*"))
+
+
+def test_two_patients_at_the_console_do_not_mix(app: App) -> None:
+    alice, bob = make_chat(app, "alice"), make_chat(app, "bob")
+    consent(alice)
+    bob.say("/start")
+    assert "is anyone having sudden" in bob.transcript[-1]
+    assert "Who is this second opinion for?" in alice.say("/status")
