@@ -23,7 +23,7 @@ def fill_source(path: Path) -> int:
         message.flags.discard("fuzzy")
         filled += 1
     with path.open("wb") as po_file:
-        write_po(po_file, catalog, omit_header=False, sort_output=True, width=100)
+        write_po(po_file, catalog, sort_output=True, width=100)
     return filled
 
 

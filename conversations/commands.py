@@ -28,7 +28,8 @@ HELP = N_(
     "/restart — start again from the beginning\n"
     "/newcase — start another case, for example for a relative\n"
     "/help — this message\n\n"
-    "In an emergency, call your local emergency number now (China 120, UK 999, US 911, EU 112)."
+    "In an emergency, call your local emergency number now (China 120, UK 999, US and Canada "
+    "911, EU 112)."
 )
 
 # Step -> plain description for /status.

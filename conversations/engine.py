@@ -10,7 +10,7 @@ from conversations import commands
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import Translator, negotiate, translator
 from conversations.redflags import is_red_flag
-from conversations.state import ConversationState
+from conversations.state import ConversationState, RecordFile, RecordItem
 from conversations.step import Context, Outcome
 from conversations.steps.records import accept_files
 from conversations.transition import Transition, advance, prompt_ref, render
@@ -85,7 +85,7 @@ def _choice(state: ConversationState, event: Inbound, ctx: Context, t: Translato
 
 
 def _stale(state: ConversationState, t: Translator) -> Transition:
-    note = t("That question has moved on. Here is where we are now:")
+    note = t("That button belongs to an earlier question. Here is where we are now:")
     return Transition(state, render(state, Outcome(notes=[note])), via="command")
 
 
@@ -146,7 +146,14 @@ def _system(state: ConversationState, event: Inbound, t: Translator) -> Transiti
     return Transition(state, via="system")
 
 
-def _file_result(state, files, file, outcome_event, t, record):  # type: ignore[no-untyped-def]
+def _file_result(
+    state: ConversationState,
+    files: list[RecordFile],
+    file: RecordFile,
+    outcome_event: str,
+    t: Translator,
+    record: RecordItem | None,
+) -> Transition:
     if outcome_event == "file_stored":
         file.status = "stored"
         return Transition(state, via="system")

@@ -30,7 +30,9 @@ AREA_SUGGESTIONS: dict[str, dict[str, str]] = {
         "q_surgery_needed": N_(
             "Is surgery needed, or can this be treated with medicine or a catheter procedure?"
         ),
-        "q_timing": N_("How urgent is the procedure, and what are the risks of waiting?"),
+        "q_timing": N_(
+            "How urgent is the proposed operation or procedure, and what are the risks of waiting?"
+        ),
     },
     "spine_ortho": {
         "q_fusion": N_("Is spinal fusion or joint replacement really necessary?"),

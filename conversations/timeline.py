@@ -31,7 +31,8 @@ MONTHS = {
     for name in names
 }
 _MONTH_NAMES = "|".join(sorted(MONTHS, key=len, reverse=True))
-_APPROX = r"(?P<approx>(?:about|around|approx\.?|approximately|circa|ca\.?|early|mid|late|~|约|大约|大概)\s*)?"
+_APPROX_WORDS = r"about|around|approx\.?|approximately|circa|ca\.?|early|mid|late|~|约|大约|大概"
+_APPROX = rf"(?P<approx>(?:{_APPROX_WORDS})\s*)?"
 _SEP = r"\s*(?:[:：\-–—,，.]\s*|\s+)"
 
 _PATTERNS = [
@@ -47,7 +48,8 @@ _PATTERNS = [
     # 2022年6月3日, 2022年6月, 2022年
     re.compile(
         _APPROX
-        + r"(?P<year>(?:19|20)\d\d)\s*年\s*(?:(?P<month>\d{1,2})\s*月\s*(?:(?P<day>\d{1,2})\s*[日号])?)?"
+        + r"(?P<year>(?:19|20)\d\d)\s*年"
+        + r"\s*(?:(?P<month>\d{1,2})\s*月\s*(?:(?P<day>\d{1,2})\s*[日号])?)?"
         + r"(?:\s*[左右前后初底中旬]+)?"
         + r"\s*[:：,，]?\s*(?P<what>.+)$",
         re.DOTALL,

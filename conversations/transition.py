@@ -96,7 +96,7 @@ OVERLAY_PROMPTS = {
 
 
 def overlay_prompt(state: ConversationState, t: Translator) -> str:
-    return t(OVERLAY_PROMPTS[state.overlay or "language"])
+    return t(OVERLAY_PROMPTS[state.overlay]) if state.overlay else ""
 
 
 def overlay_options(state: ConversationState, t: Translator) -> tuple[Option, ...]:

@@ -6,6 +6,7 @@ to chase; imaging means the original DICOM files, not photos of a screen.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from conversations.i18n import N_
@@ -59,7 +60,8 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("Scans as original files (CT, MRI, PET-CT, X-ray, ultrasound)"),
             "原始片 / 影像资料",
             N_(
-                "The original DICOM files, often on a CD. Photos of a screen or of films are not enough."
+                "The original DICOM files, often on a CD. Photos of a screen or of films are "
+                "not enough."
             ),
             N_(
                 "Ask the radiology department for a CD or download of the original images in "
@@ -88,7 +90,8 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("Pathology slides or tissue blocks"),
             "病理切片 / 蜡块",
             N_(
-                "Physical material lent by the hospital; slide images if available. It takes longest to get."
+                "Physical material lent by the hospital; slide images if available. It takes "
+                "longest to get."
             ),
             N_("Ask the pathology department to lend the slides or blocks; start early."),
             "我需要借出病理切片或蜡块，用于专家会诊。",
@@ -226,7 +229,7 @@ class Readiness:
 CRITICAL_WEIGHT = 3
 
 
-def readiness(area: str | None, statuses: dict[str, str]) -> Readiness:
+def readiness(area: str | None, statuses: Mapping[str, str]) -> Readiness:
     """Score the records: uploaded items count, critical ones three times; N/A is left out.
 
     `statuses` maps item id -> "pending" | "uploaded" | "later" | "not_applicable".

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -12,7 +14,7 @@ class CaseQueue:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def list(self, status: str | None = None) -> list[Case]:
+    def list(self, status: str | None = None) -> builtins.list[Case]:
         with Session(self.engine) as session:
             query = select(Case).order_by(col(Case.submitted_at))
             if status:
@@ -23,7 +25,7 @@ class CaseQueue:
         with Session(self.engine) as session:
             return session.exec(select(Case).where(Case.reference == reference.upper())).first()
 
-    def documents(self, case_id: str) -> list[Document]:
+    def documents(self, case_id: str) -> builtins.list[Document]:
         with Session(self.engine) as session:
             query = select(Document).where(Document.case_id == case_id).order_by(col(Document.id))
             return list(session.exec(query).all())

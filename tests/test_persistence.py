@@ -6,12 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sqlmodel import Session, func, select
+
 from bot.app import build_app
 from bot.config import Settings
 from conversations.state import ConversationKey
 from handlers.events import Inbound, InboundKind
 from storage.models import Outbox
-from sqlmodel import Session, func, select
 from tests.conftest import make_chat
 
 

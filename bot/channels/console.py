@@ -106,7 +106,7 @@ class ConsoleChannel:
         self.output.flush()
 
     def open(self, source: str) -> BinaryIO:
-        return open(source, "rb")  # noqa: SIM115 (the caller closes it)
+        return open(source, "rb")
 
     # --- the loop --------------------------------------------------------------------------
 

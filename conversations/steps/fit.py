@@ -92,7 +92,7 @@ def _verdict_prompt(state: ConversationState, t: Translator) -> str:
     text = verdict_text(state, t)
     if assess(state.draft).verdict == "not_now":
         text += "\n\n" + t(
-            "You can still go on and prepare the case; your concerns will stay on it for the "
+            "You can still go on and prepare the case; the points above will stay on it for the "
             "coordinator."
         )
     return text

@@ -7,7 +7,13 @@ from conversations.i18n import N_, Translator
 from conversations.state import ConversationState, RecordFile, RecordItem
 from conversations.step import Choice, Context, Outcome, Step
 from handlers.events import FileRef
-from records.checklist import ChecklistItem, checklist_for, critical_items, readiness
+from records.checklist import (
+    ChecklistItem,
+    Readiness,
+    checklist_for,
+    critical_items,
+    readiness,
+)
 
 MAX_FILES_PER_CASE = 500
 
@@ -16,6 +22,12 @@ def current_item(state: ConversationState) -> ChecklistItem | None:
     items = checklist_for(state.draft.area)
     cursor = state.draft.record_cursor
     return items[cursor] if 0 <= cursor < len(items) else None
+
+
+def item_title(item: ChecklistItem, t: Translator) -> str:
+    """The item's name, with the Chinese term hospital staff use, unless the reader reads Chinese."""
+    label = t(item.label)
+    return label if t.locale.startswith("zh") else f"{label} ({item.term_zh})"
 
 
 def _record(state: ConversationState, item_id: str) -> RecordItem:
@@ -32,7 +44,7 @@ def _advance(state: ConversationState) -> Outcome:
 def _records_prompt(state: ConversationState, t: Translator) -> str:
     item = current_item(state)
     if item is None:
-        return t("All records items are answered.")
+        return t("All record items are answered.")
     total = len(checklist_for(state.draft.area))
     lines = [
         t(
@@ -40,7 +52,7 @@ def _records_prompt(state: ConversationState, t: Translator) -> str:
             number=state.draft.record_cursor + 1,
             total=total,
         ),
-        f"{t(item.label)} ({item.term_zh})",
+        item_title(item, t),
         t(item.hint),
     ]
     if item.id in critical_items(state.draft.area):
@@ -55,7 +67,7 @@ def _records_choices(state: ConversationState) -> tuple[Choice, ...]:
     return (
         Choice("upload", N_("Send it now")),
         Choice("later", N_("I'll get it later")),
-        Choice("not_applicable", N_("Doesn't apply to me")),
+        Choice("not_applicable", N_("Doesn't apply")),
     )
 
 
@@ -158,15 +170,19 @@ RECORDS_UPLOAD = Step(
 )
 
 
-def readiness_text(state: ConversationState, t: Translator) -> str:
+def draft_readiness(state: ConversationState) -> Readiness:
     statuses = {item_id: record.status for item_id, record in state.draft.records.items()}
-    result = readiness(state.draft.area, statuses)
-    lines = [t("Your records are {score}% ready for review.", score=result.score)]
+    return readiness(state.draft.area, statuses)
+
+
+def readiness_text(state: ConversationState, t: Translator) -> str:
+    result = draft_readiness(state)
+    lines = [t("Readiness of your records for review: {score}%", score=result.score)]
     if result.missing_critical:
         lines += ["", t("Still missing, and needed for a review:")]
         for item in result.missing_critical:
             lines += [
-                f"• {t(item.label)} ({item.term_zh})",
+                f"• {item_title(item, t)}",
                 "  " + t(item.how_to_get),
                 "  " + t("You can show this sentence to hospital staff:"),
                 f"  {item.request_zh}",

@@ -10,8 +10,9 @@ from conversations.state import ConversationState, SubmittedCase
 from conversations.step import Choice, Context, Outcome, Step
 from conversations.steps.case_details import question_text
 from conversations.steps.people import RELATIONSHIPS
+from conversations.steps.records import draft_readiness
 from handlers.events import CoordinatorNotice
-from records.checklist import AREAS, ONCOLOGY_KINDS, checklist_for, readiness
+from records.checklist import AREAS, ONCOLOGY_KINDS, checklist_for
 
 COORDINATOR_LOCALE = "en"
 
@@ -34,8 +35,7 @@ _ITEM_STATUS = {
 
 
 def readiness_score(state: ConversationState) -> int:
-    statuses = {item_id: record.status for item_id, record in state.draft.records.items()}
-    return readiness(state.draft.area, statuses).score
+    return draft_readiness(state).score
 
 
 def case_card(state: ConversationState, t: Translator) -> str:
@@ -57,11 +57,11 @@ def case_card(state: ConversationState, t: Translator) -> str:
     lines = [
         t("Your case"),
         "",
-        f"{t('Who')}: {who}",
-        f"{t('Reasons')}: " + (", ".join(t(REASONS[r]) for r in draft.fit_reasons) or "—"),
-        f"{t('Assessment')}: {t(VERDICT_TITLES[fit.verdict])}",
-        f"{t('Area')}: {area}",
-        f"{t('Diagnosis')}: {draft.diagnosis or t('No diagnosis yet')}",
+        t("Who: {value}", value=who),
+        t("Reasons: {value}", value=", ".join(t(REASONS[r]) for r in draft.fit_reasons) or "—"),
+        t("Assessment: {value}", value=t(VERDICT_TITLES[fit.verdict])),
+        t("Area: {value}", value=area),
+        t("Diagnosis: {value}", value=draft.diagnosis or t("No diagnosis yet")),
         "",
         t("Questions:"),
         *[f"{i}. {question_text(q, t)}" for i, q in enumerate(draft.questions, start=1)],
@@ -69,7 +69,7 @@ def case_card(state: ConversationState, t: Translator) -> str:
         t("Timeline:"),
         *[f"• {e.when} — {e.what}" for e in draft.timeline],
         "",
-        t("Records ({score}% ready):", score=readiness_score(state)),
+        t("Records, ready for review: {score}%", score=readiness_score(state)),
     ]
     for item in checklist_for(draft.area):
         record = draft.records.get(item.id)
@@ -165,8 +165,9 @@ def _submitted_prompt(state: ConversationState, t: Translator) -> str:
     reference = state.submitted[-1].reference if state.submitted else "—"
     return t(
         "Thank you. Your case has been submitted.\n\nYour case reference is {reference}. "
-        "Please keep it.\n\nA coordinator will check your case and contact you here. Finding a suitable specialist typically takes 1 to 3 "
-        "weeks, and a written review 7 to 14 days once the case is complete. These are "
+        "Please keep it.\n\nA coordinator will check your case and contact you here. "
+        "Finding a suitable specialist typically takes 1 to 3 weeks, and a written review "
+        "7 to 14 days once the case is complete. These are "
         "typical times, not promises.\n\nIf anything gets worse, please see a doctor locally "
         "without waiting. Send /status at any time, or /newcase to start another case.",
         reference=reference,

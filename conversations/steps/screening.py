@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from conversations.effects import ConsentGiven
 from conversations.i18n import N_, Translator
 from conversations.state import Consent, ConversationState
-from conversations.step import Choice, Context, Outcome, Step
+from conversations.step import Choice, ChoiceHandler, Context, Outcome, Step
 
 # Bump a version when its text changes in meaning; the version a patient agreed to is stored.
 HEALTH_CONSENT_VERSION = "health-2026-11"
@@ -89,7 +91,10 @@ ABOUT = Step(
 )
 
 
-def _consent(scope: str, version: str, goto: str):  # type: ignore[no-untyped-def]
+ConsentScope = Literal["health_data", "transfer_to_china"]
+
+
+def _consent(scope: ConsentScope, version: str, goto: str) -> ChoiceHandler:
     def handle(state: ConversationState, choice: str, ctx: Context) -> Outcome:
         if choice != "agree":
             return Outcome(goto="declined")
@@ -102,7 +107,7 @@ def _consent(scope: str, version: str, goto: str):  # type: ignore[no-untyped-de
                 state.draft.case_id = ctx.new_id()
         return Outcome(
             goto=goto,
-            effects=[ConsentGiven(scope=scope, version=version, given_at=ctx.now)],  # type: ignore[arg-type]
+            effects=[ConsentGiven(scope=scope, version=version, given_at=ctx.now)],
         )
 
     return handle

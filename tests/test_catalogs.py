@@ -1,0 +1,72 @@
+"""Every user-facing text is in every catalog, translated, with the same placeholders."""
+
+from __future__ import annotations
+
+import re
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from babel.messages.catalog import Catalog, Message
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from conversations.i18n import LOCALES_DIR, SUPPORTED_LOCALES, translator
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bot", "handlers", "conversations", "records", "storage")
+KEYWORDS = {"N_": None, "t": None, "plural": (1, 2)}
+PLACEHOLDER = re.compile(r"\{(\w*)\}")
+
+
+def load(locale: str) -> Catalog:
+    path = LOCALES_DIR / locale / "LC_MESSAGES" / "messages.po"
+    return read_po(BytesIO(path.read_bytes()), locale=locale)
+
+
+def source_messages() -> set[str]:
+    found: set[str] = set()
+    for package in PACKAGES:
+        for _file, _line, message, _comments, _context in extract_from_dir(
+            ROOT / package, method_map=[("**.py", "python")], keywords=KEYWORDS
+        ):
+            found.add(message[0] if isinstance(message, tuple) else message)
+    return found
+
+
+def strings(message: Message) -> list[str]:
+    value = message.string
+    return list(value) if isinstance(value, tuple | list) else [value]
+
+
+@pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
+def test_every_message_in_the_code_is_in_the_catalog(locale: str) -> None:
+    catalog_ids = {m.id if isinstance(m.id, str) else m.id[0] for m in load(locale) if m.id}
+    missing = source_messages() - catalog_ids
+    assert not missing, f"run `make i18n`; missing from {locale}: {sorted(missing)[:5]}"
+
+
+@pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
+def test_every_message_is_translated_and_none_is_fuzzy(locale: str) -> None:
+    catalog = load(locale)
+    untranslated = [m.id for m in catalog if m.id and not all(strings(m))]
+    fuzzy = [m.id for m in catalog if m.id and m.fuzzy]
+    assert not untranslated, untranslated[:5]
+    assert not fuzzy, fuzzy[:5]
+
+
+@pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
+def test_translations_keep_the_placeholders_of_their_source(locale: str) -> None:
+    for message in load(locale):
+        if not message.id:
+            continue
+        source = message.id if isinstance(message.id, str) else message.id[-1]
+        expected = sorted(PLACEHOLDER.findall(source))
+        for translation in strings(message):
+            assert sorted(PLACEHOLDER.findall(translation)) == expected, (locale, source)
+
+
+def test_chinese_is_served_and_english_is_the_source() -> None:
+    assert translator("zh_Hans")("Continue") != "Continue"
+    assert translator("en")("Continue") == "Continue"
+    assert translator("xx")("Continue") == "Continue"
