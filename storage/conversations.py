@@ -15,7 +15,13 @@ from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPICursor
 
-from conversations.effects import CaseSubmitted, ConsentGiven, Effect, IngestFile, NotifyCoordinators
+from conversations.effects import (
+    CaseSubmitted,
+    ConsentGiven,
+    Effect,
+    IngestFile,
+    NotifyCoordinators,
+)
 from conversations.state import ConversationKey, ConversationState
 from conversations.transition import Transition
 from handlers.events import Inbound

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from bot.app import App, build_app
 from bot.channels.console import ConsoleChannel
@@ -33,9 +37,40 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings({"DATA_DIR": str(tmp_path / "data")})
+POSTGRES_ADMIN_URL = os.environ.get(
+    "HUIZHEN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres_database(request: pytest.FixtureRequest) -> str:
+    """A fresh PostgreSQL database for one test; skipped with a reason where there is none
+    (but never in CI, where PostgreSQL is part of the machine)."""
+    try:
+        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = f"huizhen_test_{uuid.uuid4().hex[:12]}"
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {error.orig}")
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    request.addfinalizer(drop)
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The same tests on both databases Huizhen supports."""
+    env = {"DATA_DIR": str(tmp_path / "data")}
+    if request.param == "postgresql":
+        env["DATABASE_URL"] = _postgres_database(request)
+    return load_settings(env)
 
 
 @pytest.fixture
