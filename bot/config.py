@@ -5,6 +5,7 @@ A malformed value stops start-up with a message that names the variable, never a
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,18 @@ KNOWN_VARIABLES = frozenset(
 )
 
 
+# Variables with these prefixes are ours: an unknown one is almost always a typo.
+_OWN_PREFIXES = ("TELEGRAM_", "WECHAT_", "COORDINATOR_")
+
+
+def _check_unknown(env: Mapping[str, str]) -> None:
+    for name in sorted(env):
+        if name.startswith(_OWN_PREFIXES) and name not in KNOWN_VARIABLES:
+            close = difflib.get_close_matches(name, sorted(KNOWN_VARIABLES), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{name} is not a Huizhen setting{hint}")
+
+
 def _text(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
@@ -143,6 +156,7 @@ def _chat_id(env: Mapping[str, str], name: str) -> str | None:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings; raise ConfigError naming the first malformed variable."""
     env = os.environ if env is None else env
+    _check_unknown(env)
     data_dir = Path(_text(env, "DATA_DIR") or "./data").expanduser()
     return Settings(
         data_dir=data_dir,

@@ -51,3 +51,8 @@ def test_the_cli_stops_with_a_message_not_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "WEB_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_setting_of_ours_is_named_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match=r"TELEGRAM_TOKEN .*did you mean TELEGRAM_BOT_TOKEN"):
+        load_settings({"TELEGRAM_TOKEN": "123:abc"})
