@@ -25,7 +25,7 @@ def current_item(state: ConversationState) -> ChecklistItem | None:
 
 
 def item_title(item: ChecklistItem, t: Translator) -> str:
-    """The item's name, with the Chinese term hospital staff use, unless the reader reads Chinese."""
+    """The item's name, with the Chinese term hospital staff use (unless read in Chinese)."""
     label = t(item.label)
     return label if t.locale.startswith("zh") else f"{label} ({item.term_zh})"
 
