@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlmodel import Session, func, select
 
 from bot.app import build_app
@@ -92,3 +93,22 @@ def test_replies_are_delivered_once_and_marked_sent(settings: Settings) -> None:
     # Delivering again sends nothing twice.
     app.after_update({"console": chat.channel}, {"console": chat.channel}, chat.channel)
     assert chat.screen.getvalue().count("You are at") == 1
+
+
+def test_a_failure_on_our_side_is_answered_kindly_and_loses_nothing(settings: Settings) -> None:
+    app = build_app(settings)
+    chat = make_chat(app, "erin")
+    chat.say("/start")
+    chat.press("No, not an emergency")
+    before = app.pipeline.state_of(ConversationKey("console", "erin"))
+    # A real failure, not a mock: the table the update needs disappears under the bot.
+    with app.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE conversation RENAME TO conversation_away"))
+    reply = chat.press("Continue")
+    assert "something went wrong on our side" in reply
+    assert "Traceback" not in reply
+    with app.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE conversation_away RENAME TO conversation"))
+    assert app.pipeline.state_of(ConversationKey("console", "erin")) == before
+    reply = chat.press("Continue")
+    assert "Do you agree that Huizhen may process" in reply

@@ -6,6 +6,7 @@ existing file sends that file.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import uuid
@@ -14,9 +15,12 @@ from typing import BinaryIO, TextIO
 
 from bot.app import App
 from conversations.i18n import translator
+from conversations.state import ConversationKey
 from handlers.events import CoordinatorNotice, FileRef, Inbound, InboundKind, Option, Outbound
+from handlers.failure import apology
 
 CHANNEL = "console"
+log = logging.getLogger(__name__)
 
 
 def _as_path(line: str) -> Path | None:
@@ -84,8 +88,20 @@ class ConsoleChannel:
         inbound = self.to_inbound(line)
         if inbound is None:
             return
-        self.app.pipeline.handle(inbound)
-        self.app.after_update({CHANNEL: self}, {CHANNEL: self}, self)
+        try:
+            self.app.pipeline.handle(inbound)
+            self.app.after_update({CHANNEL: self}, {CHANNEL: self}, self)
+        except Exception as error:
+            # The transaction rolled back: nothing half-stored. Say so kindly; log no content.
+            log.error("console update failed: %s", type(error).__name__)
+            self.send(self.user_key, apology(self._locale()))
+
+    def _locale(self) -> str:
+        try:
+            state = self.app.pipeline.state_of(ConversationKey(CHANNEL, self.user_key))
+        except Exception:
+            state = None
+        return state.locale if state else self.app.settings.default_locale
 
     # --- outbound (ReplySender, CoordinatorSink, FileOpener) -------------------------------
 
