@@ -24,13 +24,22 @@ def new_state(event: Inbound, default_locale: str) -> ConversationState:
 
 
 def handle(
-    state: ConversationState | None, event: Inbound, ctx: Context, default_locale: str = "en"
+    state: ConversationState | None,
+    event: Inbound,
+    ctx: Context,
+    default_locale: str = "en",
+    *,
+    owned: bool = False,
 ) -> Transition:
+    """The next state, replies and effects. The given state is left as it was, unless the
+    caller says it is `owned` (just loaded, held by no one else): then it is reused in place,
+    which spares a deep copy on every message."""
     if state is None:
         state = new_state(event, default_locale)
         if event.kind != InboundKind.SYSTEM:
             return _first_contact(state, event, ctx)
-    state = state.model_copy(deep=True)
+    elif not owned:
+        state = state.model_copy(deep=True)
     t = translator(state.locale)
     if event.kind == InboundKind.COMMAND:
         return commands.run(state, event, ctx)

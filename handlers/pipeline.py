@@ -48,7 +48,8 @@ class Pipeline:
         context = Context(now=now, new_id=self.new_id)
 
         def apply(state: ConversationState | None) -> Transition:
-            return engine.handle(state, inbound, context, self.default_locale)
+            # The store has just read this state from the database: nobody else holds it.
+            return engine.handle(state, inbound, context, self.default_locale, owned=True)
 
         return self.store.process(inbound, now, apply)
 

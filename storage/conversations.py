@@ -1,8 +1,7 @@
 """The per-message transaction: dedupe, lock and load, apply, save, and queue what follows.
 
-This is the hot path, so it uses SQLAlchemy Core statements compiled once for the engine's
-dialect and run on a DBAPI cursor (storage/database.py `Prepared`); the same statements serve
-SQLite and PostgreSQL.
+This is the hot path, so it uses SQLAlchemy Core statements built once and executed with bound
+parameters; the same statements serve SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,9 +10,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine.interfaces import DBAPICursor
 
 from conversations.effects import (
     CaseSubmitted,
@@ -25,7 +23,7 @@ from conversations.effects import (
 from conversations.state import ConversationKey, ConversationState
 from conversations.transition import Transition
 from handlers.events import Inbound
-from storage.database import Prepared, hot_connections
+from storage.database import reader
 from storage.models import Case, ConsentRecord, Conversation, Job, Outbox, ProcessedUpdate
 
 CASE_STATUS_SUBMITTED = "submitted"
@@ -43,96 +41,69 @@ Apply = Callable[[ConversationState | None], Transition]
 class ConversationStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._db = hot_connections(engine)
-        dialect = engine.dialect
-        sql = postgresql if dialect.name == "postgresql" else sqlite
-        self._record_update = Prepared(
-            sql.insert(_processed).on_conflict_do_nothing().returning(_processed.c.update_key),
-            dialect,
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._record_update = (
+            dialect.insert(_processed).on_conflict_do_nothing().returning(_processed.c.update_key)
         )
-        upsert = sql.insert(_conversation)
-        self._save = Prepared(
-            upsert.on_conflict_do_update(
-                index_elements=[_conversation.c.channel, _conversation.c.user_key],
-                set_={
-                    "chat_key": upsert.excluded.chat_key,
-                    "step": upsert.excluded.step,
-                    "locale": upsert.excluded.locale,
-                    "state_json": upsert.excluded.state_json,
-                    "updated_at": upsert.excluded.updated_at,
-                },
-            ),
-            dialect,
+        upsert = dialect.insert(_conversation)
+        self._save = upsert.on_conflict_do_update(
+            index_elements=[_conversation.c.channel, _conversation.c.user_key],
+            set_={
+                "chat_key": upsert.excluded.chat_key,
+                "step": upsert.excluded.step,
+                "locale": upsert.excluded.locale,
+                "state_json": upsert.excluded.state_json,
+                "updated_at": upsert.excluded.updated_at,
+            },
         )
         # FOR UPDATE locks the row on PostgreSQL; SQLite already holds the write lock from
         # BEGIN IMMEDIATE (the lock is taken before the state is read: aiogram issue #1317).
-        self._load = Prepared(
+        self._load = (
             select(_conversation.c.state_json)
             .where(
                 _conversation.c.channel == bindparam("channel"),
                 _conversation.c.user_key == bindparam("user_key"),
             )
-            .with_for_update(),
-            dialect,
-        )
-        self._add_outbox = Prepared(
-            _outbox.insert(),
-            dialect,
-            ["channel", "chat_key", "audience", "payload_json", "created_at", "attempts"],
-        )
-        self._add_consent = Prepared(
-            _consent.insert(), dialect, ["channel", "user_key", "scope", "version", "given_at"]
-        )
-        self._add_case = Prepared(
-            _case.insert(),
-            dialect,
-            [
-                "id", "reference", "channel", "user_key", "chat_key", "status", "locale", "area",
-                "verdict", "readiness", "answers_json", "submitted_at", "updated_at",
-            ],
-        )
-        self._add_job = Prepared(
-            _job.insert(),
-            dialect,
-            ["kind", "channel", "user_key", "chat_key", "payload_json", "created_at", "attempts"],
+            .with_for_update()
         )
 
     def process(self, inbound: Inbound, now: datetime, apply: Apply) -> Transition | None:
         """Run one inbound in one transaction. None when the update was seen before."""
-        with self._db.transaction() as cursor:
-            first = self._record_update.execute(
-                cursor,
+        with self.engine.begin() as conn:
+            first = conn.execute(
+                self._record_update,
                 {"channel": inbound.channel, "update_key": inbound.update_key, "processed_at": now},
-            ).fetchone()
+            ).first()
             if first is None:
                 return None
             key = ConversationKey(inbound.channel, inbound.user_key)
-            state = self._load_state(cursor, key)
+            state = self._load_state(conn, key)
             transition = apply(state)
-            self._write(cursor, key, inbound.chat_key, transition, now)
+            self._write(conn, key, inbound.chat_key, transition, now, created=state is None)
             return transition
 
     def load(self, key: ConversationKey) -> ConversationState | None:
-        with self._db.reading() as cursor:
-            return self._load_state(cursor, key)
+        with reader(self.engine).connect() as conn:
+            return self._load_state(conn, key)
 
-    def _load_state(self, cursor: DBAPICursor, key: ConversationKey) -> ConversationState | None:
-        row = self._load.execute(
-            cursor, {"channel": key.channel, "user_key": key.user_key}
-        ).fetchone()
-        return None if row is None else ConversationState.model_validate_json(row[0])
+    def _load_state(self, conn: Connection, key: ConversationKey) -> ConversationState | None:
+        raw = conn.execute(
+            self._load, {"channel": key.channel, "user_key": key.user_key}
+        ).scalar_one_or_none()
+        return None if raw is None else ConversationState.model_validate_json(raw)
 
     def _write(
         self,
-        cursor: DBAPICursor,
+        conn: Connection,
         key: ConversationKey,
         chat_key: str,
         transition: Transition,
         now: datetime,
+        created: bool,
     ) -> None:
         state = transition.state
-        self._save.execute(
-            cursor,
+        conn.execute(
+            self._save,
             {
                 "channel": key.channel,
                 "user_key": key.user_key,
@@ -155,16 +126,13 @@ class ConversationStore:
             }
             for reply in transition.replies
         ]
-        if transition.effects:
-            rows += self._apply_effects(cursor, key, chat_key, transition.effects, now)
-        if len(rows) == 1:
-            self._add_outbox.execute(cursor, rows[0])
-        elif rows:
-            self._add_outbox.executemany(cursor, rows)
+        rows += self._apply_effects(conn, key, chat_key, transition.effects, now)
+        if rows:
+            conn.execute(_outbox.insert(), rows)
 
     def _apply_effects(
         self,
-        cursor: DBAPICursor,
+        conn: Connection,
         key: ConversationKey,
         chat_key: str,
         effects: list[Effect],
@@ -175,14 +143,18 @@ class ConversationStore:
         who = {"channel": key.channel, "user_key": key.user_key}
         for effect in effects:
             if isinstance(effect, ConsentGiven):
-                self._add_consent.execute(
-                    cursor,
-                    {**who, "scope": effect.scope, "version": effect.version,
-                     "given_at": effect.given_at},
+                conn.execute(
+                    _consent.insert(),
+                    {
+                        **who,
+                        "scope": effect.scope,
+                        "version": effect.version,
+                        "given_at": effect.given_at,
+                    },
                 )
             elif isinstance(effect, CaseSubmitted):
-                self._add_case.execute(
-                    cursor,
+                conn.execute(
+                    _case.insert(),
                     {
                         **who,
                         "id": effect.case_id,
@@ -199,8 +171,8 @@ class ConversationStore:
                     },
                 )
             elif isinstance(effect, IngestFile):
-                self._add_job.execute(
-                    cursor,
+                conn.execute(
+                    _job.insert(),
                     {
                         **who,
                         "kind": effect.kind,

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from storage.database import reader
 from storage.models import Document, Job
 
 _job = Job.__table__  # type: ignore[attr-defined]
@@ -47,7 +48,7 @@ class JobStore:
             .order_by(_job.c.id)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             return [PendingJob(*row) for row in conn.execute(query).all()]
 
     def mark_done(self, job_id: int, at: datetime) -> None:

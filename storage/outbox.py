@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, select, update
 
-from storage.database import Prepared, hot_connections
+from storage.database import reader
 from storage.models import Outbox
 
 _outbox = Outbox.__table__  # type: ignore[attr-defined]
@@ -26,9 +26,7 @@ class PendingMessage:
 class OutboxStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._db = hot_connections(engine)
-        dialect = engine.dialect
-        self._pending = Prepared(
+        self._pending = (
             select(
                 _outbox.c.id,
                 _outbox.c.channel,
@@ -39,36 +37,29 @@ class OutboxStore:
             )
             .where(_outbox.c.sent_at.is_(None))
             .order_by(_outbox.c.id)
-            .limit(bindparam("limit")),
-            dialect,
+            .limit(bindparam("limit"))
         )
-        self._mark_sent = Prepared(
+        self._mark_sent = (
+            update(_outbox)
+            .where(_outbox.c.id.in_(bindparam("row_ids", expanding=True)))
+            .values(sent_at=bindparam("at"))
+        )
+        self._mark_failed = (
             update(_outbox)
             .where(_outbox.c.id == bindparam("row_id"))
-            .values(sent_at=bindparam("at")),
-            dialect,
-        )
-        self._mark_failed = Prepared(
-            update(_outbox)
-            .where(_outbox.c.id == bindparam("row_id"))
-            .values(attempts=_outbox.c.attempts + 1),
-            dialect,
+            .values(attempts=_outbox.c.attempts + 1)
         )
 
     def pending(self, limit: int = 200) -> list[PendingMessage]:
-        with self._db.reading() as cursor:
-            rows = self._pending.execute(cursor, {"limit": limit}).fetchall()
+        with reader(self.engine).connect() as conn:
+            rows = conn.execute(self._pending, {"limit": limit}).all()
         return [PendingMessage(*row) for row in rows]
 
     def mark_sent(self, ids: list[int], at: datetime) -> None:
-        if not ids:
-            return
-        with self._db.transaction() as cursor:
-            if len(ids) == 1:
-                self._mark_sent.execute(cursor, {"row_id": ids[0], "at": at})
-            else:
-                self._mark_sent.executemany(cursor, [{"row_id": i, "at": at} for i in ids])
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(self._mark_sent, {"row_ids": ids, "at": at})
 
     def mark_failed(self, row_id: int) -> None:
-        with self._db.transaction() as cursor:
-            self._mark_failed.execute(cursor, {"row_id": row_id})
+        with self.engine.begin() as conn:
+            conn.execute(self._mark_failed, {"row_id": row_id})
