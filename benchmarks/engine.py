@@ -15,6 +15,7 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import json
 import sqlite3
@@ -161,7 +162,7 @@ class Counter:
     notices: int = 0
     seen_refs: set[str] = field(default_factory=set)
 
-    def send(self, chat_key: str, message: Outbound) -> None:
+    async def send(self, chat_key: str, message: Outbound) -> None:
         self.messages += 1
         if message.prompt_ref:
             user = self.users[chat_key]
@@ -169,7 +170,7 @@ class Counter:
             user.prompt_ref = message.prompt_ref
             user.option_ids = tuple(option.id for option in message.options)
 
-    def notify(self, notice: CoordinatorNotice) -> None:
+    async def notify(self, notice: CoordinatorNotice) -> None:
         self.notices += 1
 
 
@@ -183,7 +184,9 @@ class IntakeResult:
     submitted_cases: int
 
 
-def run_intake(app: App, users: int, batch: int, profiler: cProfile.Profile | None) -> IntakeResult:
+async def run_intake(
+    app: App, users: int, batch: int, profiler: cProfile.Profile | None
+) -> IntakeResult:
     sims = {f"u{i:06d}": SimUser(i, f"u{i:06d}") for i in range(users)}
     counter = Counter(sims)
     senders = {CHANNEL: counter}
@@ -205,7 +208,7 @@ def run_intake(app: App, users: int, batch: int, profiler: cProfile.Profile | No
                 before = perf()
                 if handle(inbound) is None:
                     raise BenchmarkError(f"user {user.index}: update treated as a duplicate")
-                deliver_pending(outbox, senders, counter, clock)
+                await deliver_pending(outbox, senders, counter, clock)
                 latencies.append((perf() - before) * 1000)
             active = [user for user in active if not user.finished]
     seconds = perf() - started
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="huizhen-bench-") as tmp:
         app = build_app(load_settings({"DATA_DIR": str(Path(tmp) / "data")}))
         try:
-            intake = run_intake(app, users, args.batch, profiler)
+            intake = asyncio.run(run_intake(app, users, args.batch, profiler))
         finally:
             app.engine.dispose()
         baseline_per_s = run_baseline(Path(tmp) / "baseline.sqlite3", intake.messages, users)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
 from bot.config import Settings
-from handlers.delivery import CoordinatorSink, FileOpener, ReplySender, deliver_pending
+from handlers.delivery import (
+    CoordinatorSink,
+    DeliveryReport,
+    FileOpener,
+    ReplySender,
+    deliver_pending,
+)
 from handlers.pipeline import Pipeline
 from storage.conversations import ConversationStore
 from storage.database import create_schema, make_engine
@@ -25,15 +32,15 @@ class App:
     outbox: OutboxStore
     queue: CaseQueue
 
-    def after_update(
+    async def after_update(
         self,
         senders: dict[str, ReplySender],
         openers: dict[str, FileOpener],
         coordinators: CoordinatorSink,
-    ) -> None:
+    ) -> DeliveryReport:
         """Run the work an update queued (files to store), then deliver every pending reply."""
-        self.pipeline.run_jobs(openers)
-        deliver_pending(self.outbox, senders, coordinators, self.pipeline.clock)
+        await asyncio.to_thread(self.pipeline.run_jobs, openers)
+        return await deliver_pending(self.outbox, senders, coordinators, self.pipeline.clock)
 
 
 def build_app(settings: Settings) -> App:

@@ -12,6 +12,9 @@ from storage.models import Outbox
 
 _outbox = Outbox.__table__  # type: ignore[attr-defined]
 
+# Attempts recorded for a row the platform refused for good; above any retry limit.
+MAX_ATTEMPTS_MARK = 1_000
+
 
 @dataclass(frozen=True)
 class PendingMessage:
@@ -44,6 +47,11 @@ class OutboxStore:
             .where(_outbox.c.id.in_(bindparam("row_ids", expanding=True)))
             .values(sent_at=bindparam("at"))
         )
+        self._give_up = (
+            update(_outbox)
+            .where(_outbox.c.id == bindparam("row_id"))
+            .values(attempts=bindparam("attempts"))
+        )
         self._mark_failed = (
             update(_outbox)
             .where(_outbox.c.id == bindparam("row_id"))
@@ -59,6 +67,11 @@ class OutboxStore:
         if ids:
             with self.engine.begin() as conn:
                 conn.execute(self._mark_sent, {"row_ids": ids, "at": at})
+
+    def give_up(self, row_id: int) -> None:
+        """Never try this row again (the platform refused it for good)."""
+        with self.engine.begin() as conn:
+            conn.execute(self._give_up, {"row_id": row_id, "attempts": MAX_ATTEMPTS_MARK})
 
     def mark_failed(self, row_id: int) -> None:
         with self.engine.begin() as conn:

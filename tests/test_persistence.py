@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,9 @@ def test_replies_are_delivered_once_and_marked_sent(settings: Settings) -> None:
     first = chat.say("/status")
     assert "You are at" in first
     # Delivering again sends nothing twice.
-    app.after_update({"console": chat.channel}, {"console": chat.channel}, chat.channel)
+    asyncio.run(
+        app.after_update({"console": chat.channel}, {"console": chat.channel}, chat.channel)
+    )
     assert chat.screen.getvalue().count("You are at") == 1
 
 

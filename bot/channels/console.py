@@ -6,6 +6,7 @@ existing file sends that file.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shlex
@@ -90,11 +91,11 @@ class ConsoleChannel:
             return
         try:
             self.app.pipeline.handle(inbound)
-            self.app.after_update({CHANNEL: self}, {CHANNEL: self}, self)
+            asyncio.run(self.app.after_update({CHANNEL: self}, {CHANNEL: self}, self))
         except Exception as error:
             # The transaction rolled back: nothing half-stored. Say so kindly; log no content.
             log.error("console update failed: %s", type(error).__name__)
-            self.send(self.user_key, apology(self._locale()))
+            self.show(apology(self._locale()))
 
     def _locale(self) -> str:
         try:
@@ -105,7 +106,10 @@ class ConsoleChannel:
 
     # --- outbound (ReplySender, CoordinatorSink, FileOpener) -------------------------------
 
-    def send(self, chat_key: str, message: Outbound) -> None:
+    async def send(self, chat_key: str, message: Outbound) -> None:
+        self.show(message)
+
+    def show(self, message: Outbound) -> None:
         lines = [message.text]
         if message.options:
             self._options = message.options
@@ -117,7 +121,7 @@ class ConsoleChannel:
         self.output.write("\n".join(lines) + "\n\n")
         self.output.flush()
 
-    def notify(self, notice: CoordinatorNotice) -> None:
+    async def notify(self, notice: CoordinatorNotice) -> None:
         self.output.write(f"[coordinators] {notice.text}\n\n")
         self.output.flush()
 
