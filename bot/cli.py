@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -35,14 +36,18 @@ def _chat(settings: Settings, user: str) -> int:
 
 
 def _run(settings: Settings) -> int:
-    missing = [name for name in settings.channels if name != "console"]
-    if missing:
+    if "wechat" in settings.channels:
         print(
-            f"The {', '.join(missing)} channel is configured but not part of this version yet. "
-            "Unset its settings to use the console.",
+            "The WeChat channel is configured but not part of this version yet. "
+            "Unset the WECHAT_ settings.",
             file=sys.stderr,
         )
         return 2
+    if "telegram" in settings.channels:
+        from bot.runner import serve
+
+        asyncio.run(serve(build_app(settings)))
+        return 0
     return _chat(settings, "local")
 
 

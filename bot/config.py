@@ -158,6 +158,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     _check_unknown(env)
     data_dir = Path(_text(env, "DATA_DIR") or "./data").expanduser()
+    if _text(env, "TELEGRAM_WEBHOOK_URL") and not _text(env, "TELEGRAM_WEBHOOK_SECRET"):
+        raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be set when TELEGRAM_WEBHOOK_URL is set")
     return Settings(
         data_dir=data_dir,
         database_url=_database_url(env, data_dir),

@@ -77,6 +77,9 @@ def _show(state: ConversationState, notes: list[str]) -> Transition:
 
 def _start(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
     t = translator(state.locale)
+    payload = "".join(c for c in event.args if c.isalnum() or c in "-_")[:64]
+    if payload and state.referral is None:
+        state.referral = payload
     if state.step == "declined":
         state.step = FIRST_STEP
         return _show(state, [])

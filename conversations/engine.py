@@ -57,6 +57,8 @@ def handle(
 def _first_contact(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
     if event.kind == InboundKind.TEXT and is_red_flag(event.text):
         return _pause_for_emergency(state, "")
+    if event.kind == InboundKind.COMMAND and event.command.lower() == "start":
+        return commands.run(state, event, ctx)  # keeps a deep-link payload
     return Transition(state, render(state, Outcome()), via="command")
 
 
@@ -86,11 +88,19 @@ def _choice(state: ConversationState, event: Inbound, ctx: Context, t: Translato
         return _stale(state, t)
     if state.step == "emergency_paused":
         return _resume(state, ctx)
+    before = state.step
     if step.on_choice is not None:
         outcome = step.on_choice(state, choice.id, ctx)
     else:
         outcome = Outcome(goto=choice.goto)
-    return advance(state, outcome)
+    transition = advance(state, outcome)
+    if event.message_ref and state.step == before and len(transition.replies) == 1:
+        # The same question again (a ticked option, a list that changed): edit the message
+        # the button was on instead of sending a new one.
+        transition.replies[0] = transition.replies[0].model_copy(
+            update={"edit_of": event.message_ref}
+        )
+    return transition
 
 
 def _stale(state: ConversationState, t: Translator) -> Transition:
@@ -130,28 +140,47 @@ def _files(state: ConversationState, event: Inbound, ctx: Context, t: Translator
             "Nothing from this file was kept."
         )
         return Transition(state, render(state, Outcome(notes=[note], prompt=False)))
+    too_large = [file for file in event.files if file.too_large]
+    files = tuple(file for file in event.files if not file.too_large)
+    refusals = [too_large_note(file.name, t) for file in too_large]
+    if not files:
+        return Transition(state, render(state, Outcome(notes=refusals, prompt=False)))
     step = STEPS[state.step]
     if step.on_files is not None:
-        return advance(state, step.on_files(state, event.files, ctx, t))
-    outcome = accept_files(state, "", event.files, ctx, t)
-    outcome.notes.append(
-        t("I'll keep this with your case. We'll sort files into the checklist together later.")
-    )
+        outcome = step.on_files(state, files, ctx, t)
+    else:
+        outcome = accept_files(state, "", files, ctx, t)
+        outcome.notes.append(
+            t("I'll keep this with your case. We'll sort files into the checklist together later.")
+        )
+    outcome.notes[:0] = refusals
     return advance(state, outcome)
+
+
+def too_large_note(name: str, t: Translator) -> str:
+    return t(
+        "{name} is too large for me to receive here. A secure upload page for large files is "
+        "not ready yet, so please keep the file: a coordinator will help you send it another "
+        "way. Nothing from this file was kept.",
+        name=name or t("This file"),
+    )
 
 
 def _system(state: ConversationState, event: Inbound, t: Translator) -> Transition:
     """Results of background work (a stored or unreadable file) fed back into the state."""
     file_id = event.system.get("file_id", "")
     outcome_event = event.system.get("event", "")
+    reason = event.system.get("reason", "")
     groups = [*state.draft.records.values()]
     for record in groups:
         for file in record.files:
             if file.file_id == file_id:
-                return _file_result(state, record.files, file, outcome_event, t, record)
+                return _file_result(state, record.files, file, outcome_event, reason, t, record)
     for file in state.draft.unsorted_files:
         if file.file_id == file_id:
-            return _file_result(state, state.draft.unsorted_files, file, outcome_event, t, None)
+            return _file_result(
+                state, state.draft.unsorted_files, file, outcome_event, reason, t, None
+            )
     return Transition(state, via="system")
 
 
@@ -160,6 +189,7 @@ def _file_result(
     files: list[RecordFile],
     file: RecordFile,
     outcome_event: str,
+    reason: str,
     t: Translator,
     record: RecordItem | None,
 ) -> Transition:
@@ -169,8 +199,11 @@ def _file_result(
     files.remove(file)
     if record is not None and not record.files and record.status == "uploaded":
         record.status = "later"
-    note = t(
-        "Sorry, I couldn't save {name}. Please try sending it again.",
-        name=file.name or t("a file"),
-    )
+    if reason == "too_large":
+        note = too_large_note(file.name, t)
+    else:
+        note = t(
+            "Sorry, I couldn't save {name}. Please try sending it again.",
+            name=file.name or t("a file"),
+        )
     return Transition(state, render(state, Outcome(notes=[note], prompt=False)), via="system")

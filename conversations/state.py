@@ -111,6 +111,8 @@ class ConversationState(BaseModel):
     question_mode: Literal["pick_edit", "pick_remove", "typing"] | None = None
     editing_question: int | None = None
     submitted: list[SubmittedCase] = Field(default_factory=list)
+    # Where the patient came from (a deep-link payload such as t.me/bot?start=clinic-42).
+    referral: str | None = None
 
     @property
     def consented(self) -> bool:

@@ -35,6 +35,9 @@ class FileRef(BaseModel):
     name: str = ""
     size: int | None = None
     mime_type: str | None = None
+    # More than this channel can hand over (Telegram's 20 MB): it needs the upload link.
+    too_large: bool = False
+    caption: str = ""
 
 
 class Inbound(BaseModel):
@@ -49,6 +52,8 @@ class Inbound(BaseModel):
     command: str = ""
     args: str = ""
     choice_id: str = ""
+    # The platform's id of the message a pressed button was on, so the reply can edit it.
+    message_ref: str = ""
     # Which prompt a pressed option belonged to, so a stale button can be recognised.
     prompt_ref: str = ""
     files: tuple[FileRef, ...] = ()

@@ -15,8 +15,8 @@ from conversations.transition import Transition
 from handlers.delivery import FileOpener
 from handlers.events import Inbound, InboundKind
 from storage.conversations import ConversationStore
-from storage.files import FileStore
-from storage.jobs import JobStore
+from storage.files import FileStore, FileTooLarge
+from storage.jobs import MAX_ATTEMPTS, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Pipeline:
             if opener is None:
                 continue
             effect = IngestFile.model_validate_json(job.payload_json)
-            event = "file_stored"
+            event, reason = "file_stored", ""
             try:
                 with opener.open(effect.file.source) as stream:
                     stored = self.files.put(stream)
@@ -77,13 +77,19 @@ class Pipeline:
                     original_name=effect.file.name,
                     at=self.clock(),
                 )
-            except OSError as error:
+            except FileTooLarge:
+                event, reason = "file_failed", "too_large"
+            except (OSError, ValueError) as error:
                 # Never the file's name in a log line: it can say what the illness is.
                 log.warning("job %s: file could not be stored (%s)", job.id, type(error).__name__)
-                event = "file_failed"
-            except ValueError as error:
-                log.warning("job %s: file refused (%s)", job.id, type(error).__name__)
-                event = "file_failed"
+                event, reason = "file_failed", "unreadable"
+            except Exception as error:
+                # A passing fault (the network): try again later, a few times.
+                log.warning("job %s: fetching the file failed (%s)", job.id, type(error).__name__)
+                self.jobs.mark_attempt(job.id)
+                if job.attempts + 1 < MAX_ATTEMPTS:
+                    continue
+                event, reason = "file_failed", "unreachable"
             self.handle(
                 Inbound(
                     channel=job.channel,
@@ -91,7 +97,7 @@ class Pipeline:
                     chat_key=job.chat_key,
                     update_key=f"job:{job.id}",
                     kind=InboundKind.SYSTEM,
-                    system={"event": event, "file_id": effect.file_id},
+                    system={"event": event, "file_id": effect.file_id, "reason": reason},
                 )
             )
             self.jobs.mark_done(job.id, self.clock())

@@ -67,6 +67,22 @@ class Case(SQLModel, table=True):
     answers_json: str
     submitted_at: datetime
     updated_at: datetime
+    # The coordinator who claimed the case, and the card message to edit in place.
+    coordinator: str | None = None
+    card_message_ref: str | None = None
+
+
+class CoordinatorAction(SQLModel, table=True):
+    """Every attempt to act on a case from the coordinators' chat, allowed or not."""
+
+    __tablename__ = "coordinator_action"
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str
+    action: str
+    case_reference: str
+    allowed: bool
+    at: datetime
 
 
 class ConsentRecord(SQLModel, table=True):

@@ -1,0 +1,129 @@
+"""The Telegram adapter on python-telegram-bot: Bot API calls and update parsing only.
+
+The library's Application and Updater are not used: they acknowledge updates before the
+handler has stored them. The runtime (telegram_runtime.py) polls through `fetch_updates` and
+confirms an update only after it is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, BinaryIO
+
+from telegram import (
+    Bot,
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
+from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter
+from telegram.request import HTTPXRequest
+
+from bot.channels.telegram_base import (
+    UPDATE_TYPES,
+    Button,
+    FileTooBig,
+    Incoming,
+    describe_update,
+)
+from handlers.delivery import RetryLater, Undeliverable
+
+
+class PtbClient:
+    library = "ptb"
+
+    def __init__(self, token: str, api_root: str, local_server: bool = False) -> None:
+        self.local_server = local_server
+        self.bot = Bot(
+            token,
+            base_url=f"{api_root}/bot",
+            base_file_url=f"{api_root}/file/bot",
+            request=HTTPXRequest(connection_pool_size=16),
+            get_updates_request=HTTPXRequest(read_timeout=60),
+            local_mode=local_server,
+        )
+
+    async def start(self) -> None:
+        await self.bot.initialize()
+
+    async def close(self) -> None:
+        await self.bot.shutdown()
+
+    async def fetch_updates(self, offset: int | None, timeout: int) -> list[Any]:
+        updates = await self.bot.get_updates(
+            offset=offset, timeout=timeout, allowed_updates=list(UPDATE_TYPES)
+        )
+        return list(updates)
+
+    def parse_update(self, data: dict[str, Any]) -> Any:
+        return Update.de_json(data, self.bot)
+
+    def describe(self, update: Any) -> Incoming:
+        assert isinstance(update, Update)
+        return describe_update(update, self.local_server)
+
+    async def send_text(
+        self, chat_id: str, text: str, buttons: Sequence[Button], edit_message_id: int | None
+    ) -> int:
+        markup = (
+            InlineKeyboardMarkup(
+                [[InlineKeyboardButton(b.label, callback_data=b.data)] for b in buttons]
+            )
+            if buttons
+            else None
+        )
+        try:
+            if edit_message_id is not None:
+                edited = await self.bot.edit_message_text(
+                    text, chat_id=chat_id, message_id=edit_message_id, reply_markup=markup
+                )
+                return edit_message_id if isinstance(edited, bool) else edited.message_id
+            sent = await self.bot.send_message(chat_id, text, reply_markup=markup)
+            return sent.message_id
+        except RetryAfter as error:
+            raise RetryLater(_seconds(error.retry_after)) from error
+        except (Forbidden, ChatMigrated) as error:
+            raise Undeliverable(type(error).__name__) from error
+        except BadRequest as error:
+            if "not modified" in error.message.lower():
+                return edit_message_id or 0
+            if edit_message_id is not None:
+                # The message can no longer be edited (too old, deleted): send it anew.
+                return await self.send_text(chat_id, text, buttons, None)
+            raise Undeliverable(type(error).__name__) from error
+
+    async def answer_callback(self, callback_query_id: str, text: str | None) -> None:
+        # A press too old to answer: Telegram has stopped the spinner already.
+        with contextlib.suppress(BadRequest):
+            await self.bot.answer_callback_query(callback_query_id, text=text)
+
+    async def chat_action(self, chat_id: str, action: str) -> None:
+        await self.bot.send_chat_action(chat_id, action)
+
+    async def download(self, file_id: str, destination: BinaryIO) -> None:
+        try:
+            file = await self.bot.get_file(file_id)
+        except BadRequest as error:
+            if "too big" in error.message.lower():
+                raise FileTooBig(error.message) from error
+            raise
+        await file.download_to_memory(destination)
+
+    async def set_commands(self, commands: Sequence[tuple[str, str]], language: str | None) -> None:
+        await self.bot.set_my_commands(
+            [BotCommand(name, description) for name, description in commands],
+            language_code=language,
+        )
+
+    async def set_webhook(self, url: str, secret: str | None) -> None:
+        await self.bot.set_webhook(url, secret_token=secret, allowed_updates=list(UPDATE_TYPES))
+
+    async def delete_webhook(self) -> None:
+        await self.bot.delete_webhook()
+
+
+def _seconds(value: int | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

@@ -1,0 +1,270 @@
+"""Telegram, whichever library carries it: receive (long polling or webhook), store each update
+before acknowledging it, deliver the outbox within Telegram's limits, fetch files, and show
+case cards to coordinators."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from bot.app import App
+from bot.channels.telegram_base import (
+    CHANNEL,
+    Button,
+    Incoming,
+    RateLimiter,
+    TelegramClient,
+    encode_callback,
+    split_text,
+)
+from conversations.i18n import SUPPORTED_LOCALES, translator
+from handlers.coordinators import CoordinatorDesk
+from handlers.delivery import deliver_pending
+from handlers.events import CoordinatorNotice, Inbound, InboundKind, Outbound
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT = 25
+COMMANDS = (
+    ("start", "Start or continue"),
+    ("status", "Where my case stands"),
+    ("back", "Go back one question"),
+    ("language", "Change the language"),
+    ("help", "What I can do"),
+    ("restart", "Start again"),
+    ("newcase", "Start another case"),
+)
+
+
+class TelegramChannel:
+    """Holds the core and one TelegramClient; implements ReplySender, CoordinatorSink and
+    FileOpener for the pipeline."""
+
+    def __init__(self, app: App, client: TelegramClient) -> None:
+        self.app = app
+        self.client = client
+        self.settings = app.settings
+        self.desk = CoordinatorDesk(app.engine, app.settings.coordinator_ids)
+        self.limiter = RateLimiter()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    async def start(self, polling: bool = True) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.client.start()
+        await self.set_commands()
+        if self.settings.telegram_webhook_url:
+            await self.client.set_webhook(
+                f"{self.settings.telegram_webhook_url}", self.settings.telegram_webhook_secret
+            )
+        elif polling:
+            await self.client.delete_webhook()
+            self._tasks.append(asyncio.create_task(self._poll_forever()))
+        self._tasks.append(asyncio.create_task(self._deliver_forever()))
+        self._wake.set()  # whatever a previous run left in the outbox goes out now
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.client.close()
+
+    async def set_commands(self) -> None:
+        """Localised command menus: one per supported language, and the default in English."""
+        for locale in (None, *SUPPORTED_LOCALES):
+            t = translator(locale or "en")
+            commands = [(name, t(description)) for name, description in COMMANDS]
+            language = None if locale is None else locale.split("_")[0]
+            await self.client.set_commands(commands, language)
+
+    # --- receiving -------------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        offset: int | None = None
+        while not self._stopping.is_set():
+            try:
+                updates = await self.client.fetch_updates(offset, POLL_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("getUpdates failed (%s); retrying", type(error).__name__)
+                await asyncio.sleep(1)
+                continue
+            if not updates:
+                continue
+            incoming = [self.client.describe(update) for update in updates]
+            try:
+                await self.receive(incoming)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # Not acknowledged: the same updates come again with the next getUpdates.
+                log.error("updates not stored (%s); will retry", type(error).__name__)
+                await asyncio.sleep(1)
+                continue
+            # Only now are the updates confirmed to Telegram: they are stored.
+            offset = max(item.update_id for item in incoming) + 1
+
+    async def receive(self, incoming: Sequence[Incoming]) -> None:
+        """Store a batch of updates (albums as one), then answer buttons and send replies."""
+        for item in group_albums(incoming):
+            if item.inbound is not None:
+                if self._is_coordinator_chat(item.inbound):
+                    await self._coordinator_action(item)
+                    continue
+                await asyncio.to_thread(self.app.pipeline.handle, item.inbound)
+            if item.callback_query_id:
+                # Every press is answered, so no button keeps spinning.
+                await self.client.answer_callback(item.callback_query_id, None)
+        await self._run_jobs(incoming)
+        self._wake.set()
+
+    def _is_coordinator_chat(self, inbound: Inbound) -> bool:
+        chat = self.settings.coordinator_chat_id
+        return chat is not None and inbound.chat_key == chat
+
+    async def _run_jobs(self, incoming: Sequence[Incoming]) -> None:
+        chats = {
+            item.inbound.chat_key
+            for item in incoming
+            if item.inbound is not None and item.inbound.kind == InboundKind.FILES
+        }
+        for chat in chats:
+            with contextlib.suppress(Exception):
+                await self.client.chat_action(chat, "typing")
+        if chats:
+            await asyncio.to_thread(self.app.pipeline.run_jobs, {CHANNEL: self})
+
+    # --- coordinators ----------------------------------------------------------------------
+
+    async def _coordinator_action(self, item: Incoming) -> None:
+        inbound = item.inbound
+        assert inbound is not None
+        if inbound.kind != InboundKind.CHOICE:
+            return  # coordinators talk among themselves in their group: not for us
+        now = datetime.now(UTC)
+        result = await asyncio.to_thread(self.desk.act, inbound.user_key, inbound.choice_id, now)
+        if not result.allowed:
+            log.warning("refused a coordinator action from an account not listed")
+        if item.callback_query_id:
+            await self.client.answer_callback(item.callback_query_id, result.answer)
+        if result.card is not None and inbound.message_ref:
+            await self._show_card(result.card.reference, int(inbound.message_ref))
+
+    async def notify(self, notice: CoordinatorNotice) -> None:
+        if self.settings.coordinator_chat_id is None:
+            log.warning("a case was submitted but COORDINATOR_CHAT_ID is not set")
+            return
+        message_ref = await asyncio.to_thread(self.desk.card_message_ref, notice.case_ref)
+        await self._show_card(notice.case_ref, int(message_ref) if message_ref else None)
+
+    async def _show_card(self, reference: str, message_id: int | None) -> None:
+        chat = self.settings.coordinator_chat_id
+        if chat is None:
+            return
+        card = await asyncio.to_thread(self.desk.card, reference, datetime.now(UTC))
+        if card is None:
+            return
+        buttons = [Button(label, action) for label, action in card.actions]
+        await self.limiter.acquire(chat)
+        sent = await self.client.send_text(chat, card.text, buttons, message_id)
+        if message_id is None:
+            await asyncio.to_thread(self.desk.remember_card, reference, str(sent))
+
+    # --- sending (ReplySender) -------------------------------------------------------------
+
+    async def send(self, chat_key: str, message: Outbound) -> None:
+        chunks = split_text(message.text)
+        buttons = [
+            Button(o.label, encode_callback(message.prompt_ref, o.id)) for o in message.options
+        ]
+        edit = int(message.edit_of) if message.edit_of and message.edit_of.isdigit() else None
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            await self.limiter.acquire(chat_key)
+            await self.client.send_text(
+                chat_key, chunk, buttons if last else [], edit if len(chunks) == 1 else None
+            )
+
+    async def _deliver_forever(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=30)
+            self._wake.clear()
+            try:
+                report = await deliver_pending(self.app.outbox, {CHANNEL: self}, self)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.error("delivery round failed (%s)", type(error).__name__)
+                await asyncio.sleep(1)
+                self._wake.set()
+                continue
+            if report.retry_in is not None:
+                await asyncio.sleep(report.retry_in)
+                self._wake.set()
+
+    async def deliver_now(self) -> None:
+        """One delivery round (tests and shutdown use it)."""
+        await deliver_pending(self.app.outbox, {CHANNEL: self}, self)
+
+    # --- files (FileOpener; called from a worker thread) -----------------------------------
+
+    def open(self, source: str) -> BinaryIO:
+        assert self._loop is not None
+        # Spooled to disk, never held whole in memory; gone when the caller closes it.
+        spool = cast(BinaryIO, tempfile.TemporaryFile(dir=self._spool_dir()))  # noqa: SIM115
+        future = asyncio.run_coroutine_threadsafe(self.client.download(source, spool), self._loop)
+        try:
+            future.result(timeout=600)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool
+
+    def _spool_dir(self) -> Path:
+        path = self.settings.data_dir / "spool"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def group_albums(incoming: Sequence[Incoming]) -> list[Incoming]:
+    """Several files sent at once arrive as separate updates sharing a media_group_id: they are
+    handled as one message, so the patient gets one acknowledgement."""
+    grouped: list[Incoming] = []
+    albums: dict[str, int] = {}
+    for item in incoming:
+        inbound = item.inbound
+        group = item.media_group_id
+        if inbound is None or group is None or inbound.kind != InboundKind.FILES:
+            grouped.append(item)
+            continue
+        if group in albums:
+            index = albums[group]
+            first = grouped[index]
+            assert first.inbound is not None
+            merged = first.inbound.model_copy(
+                update={"files": (*first.inbound.files, *inbound.files)}
+            )
+            grouped[index] = Incoming(first.update_id, merged, None, group)
+        else:
+            albums[group] = len(grouped)
+            keyed = inbound.model_copy(update={"update_key": f"album:{group}"})
+            grouped.append(Incoming(item.update_id, keyed, None, group))
+    return grouped

@@ -1,0 +1,53 @@
+"""The one web app: the Telegram webhook and a health check (WeChat and the upload page plug
+in here too). An update is answered 200 only after it is stored, so Telegram resends it if we
+fail before that."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from aiohttp import web
+
+from bot.channels.telegram_runtime import TelegramChannel
+
+log = logging.getLogger(__name__)
+
+TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
+MAX_UPDATE_BYTES = 1024 * 1024
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+TELEGRAM_KEY: web.AppKey[TelegramChannel] = web.AppKey("telegram", TelegramChannel)
+
+
+def make_web_app(telegram: TelegramChannel | None) -> web.Application:
+    app = web.Application(client_max_size=MAX_UPDATE_BYTES)
+    app.router.add_get("/healthz", _health)
+    if telegram is not None:
+        app[TELEGRAM_KEY] = telegram
+        app.router.add_post(TELEGRAM_WEBHOOK_PATH, _telegram_update)
+    return app
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _telegram_update(request: web.Request) -> web.Response:
+    channel = request.app[TELEGRAM_KEY]
+    expected = channel.settings.telegram_webhook_secret or ""
+    given = request.headers.get(SECRET_HEADER, "")
+    # Compared in constant time; a webhook without a configured secret accepts nothing.
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        log.warning("refused a Telegram webhook call with a wrong secret")
+        return web.Response(status=403, text="forbidden")
+    try:
+        data = json.loads(await request.read())
+        update = channel.client.parse_update(data)
+        incoming = channel.client.describe(update)
+    except (ValueError, TypeError, KeyError) as error:
+        log.warning("unreadable Telegram update (%s)", type(error).__name__)
+        return web.Response(status=400, text="bad update")
+    await channel.receive([incoming])
+    return web.Response(status=200, text="ok")
