@@ -23,7 +23,7 @@ from bot.channels.telegram_base import (
     encode_callback,
     split_text,
 )
-from conversations.i18n import SUPPORTED_LOCALES, translator
+from conversations.i18n import N_, SUPPORTED_LOCALES, translator
 from handlers.coordinators import CoordinatorDesk
 from handlers.delivery import deliver_pending
 from handlers.events import CoordinatorNotice, Inbound, InboundKind, Outbound
@@ -32,13 +32,13 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 25
 COMMANDS = (
-    ("start", "Start or continue"),
-    ("status", "Where my case stands"),
-    ("back", "Go back one question"),
-    ("language", "Change the language"),
-    ("help", "What I can do"),
-    ("restart", "Start again"),
-    ("newcase", "Start another case"),
+    ("start", N_("Start or continue")),
+    ("status", N_("Where my case stands")),
+    ("back", N_("Go back one question")),
+    ("language", N_("Change the language")),
+    ("help", N_("What I can do")),
+    ("restart", N_("Start again")),
+    ("newcase", N_("Start another case")),
 )
 
 
