@@ -21,14 +21,13 @@ log = logging.getLogger(__name__)
 def telegram_client(settings: Settings) -> TelegramClient:
     """The adapter named by TELEGRAM_LIBRARY; its library is imported only when chosen."""
     assert settings.telegram_bot_token is not None
-    local = settings.telegram_api_base_url.rstrip("/") != "https://api.telegram.org"
     if settings.telegram_library == "aiogram":
         from bot.channels.telegram_aiogram import AiogramClient
 
-        return AiogramClient(settings.telegram_bot_token, settings.telegram_api_base_url, local)
+        return AiogramClient(settings.telegram_bot_token, settings.telegram_api_base_url)
     from bot.channels.telegram import PtbClient
 
-    return PtbClient(settings.telegram_bot_token, settings.telegram_api_base_url, local)
+    return PtbClient(settings.telegram_bot_token, settings.telegram_api_base_url)
 
 
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:

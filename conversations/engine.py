@@ -153,7 +153,8 @@ def _files(state: ConversationState, event: Inbound, ctx: Context, t: Translator
         outcome.notes.append(
             t("I'll keep this with your case. We'll sort files into the checklist together later.")
         )
-    outcome.notes[:0] = refusals
+    # One message acknowledges everything sent at once (an album is several files).
+    outcome.notes = ["\n\n".join(note for note in [*refusals, *outcome.notes] if note)]
     return advance(state, outcome)
 
 

@@ -8,6 +8,7 @@ confirms an update only after it is stored.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, BinaryIO
@@ -21,6 +22,7 @@ from telegram import (
 )
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter
 from telegram.request import HTTPXRequest
+from telegram.warnings import PTBDeprecationWarning
 
 from bot.channels.telegram_base import (
     UPDATE_TYPES,
@@ -35,15 +37,13 @@ from handlers.delivery import RetryLater, Undeliverable
 class PtbClient:
     library = "ptb"
 
-    def __init__(self, token: str, api_root: str, local_server: bool = False) -> None:
-        self.local_server = local_server
+    def __init__(self, token: str, api_root: str) -> None:
         self.bot = Bot(
             token,
             base_url=f"{api_root}/bot",
             base_file_url=f"{api_root}/file/bot",
             request=HTTPXRequest(connection_pool_size=16),
             get_updates_request=HTTPXRequest(read_timeout=60),
-            local_mode=local_server,
         )
 
     async def start(self) -> None:
@@ -63,7 +63,7 @@ class PtbClient:
 
     def describe(self, update: Any) -> Incoming:
         assert isinstance(update, Update)
-        return describe_update(update, self.local_server)
+        return describe_update(update)
 
     async def send_text(
         self, chat_id: str, text: str, buttons: Sequence[Button], edit_message_id: int | None
@@ -84,7 +84,7 @@ class PtbClient:
             sent = await self.bot.send_message(chat_id, text, reply_markup=markup)
             return sent.message_id
         except RetryAfter as error:
-            raise RetryLater(_seconds(error.retry_after)) from error
+            raise RetryLater(_seconds(error)) from error
         except (Forbidden, ChatMigrated) as error:
             raise Undeliverable(type(error).__name__) from error
         except BadRequest as error:
@@ -125,5 +125,9 @@ class PtbClient:
         await self.bot.delete_webhook()
 
 
-def _seconds(value: int | timedelta) -> float:
+def _seconds(error: RetryAfter) -> float:
+    # PTB 22 warns that retry_after will become a timedelta; either form is understood here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = error.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)

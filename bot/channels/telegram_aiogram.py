@@ -34,9 +34,8 @@ from handlers.delivery import RetryLater, Undeliverable
 class AiogramClient:
     library = "aiogram"
 
-    def __init__(self, token: str, api_root: str, local_server: bool = False) -> None:
-        self.local_server = local_server
-        server = TelegramAPIServer.from_base(api_root, is_local=local_server)
+    def __init__(self, token: str, api_root: str) -> None:
+        server = TelegramAPIServer.from_base(api_root)
         self.bot = Bot(token, session=AiohttpSession(api=server))
 
     async def start(self) -> None:
@@ -59,7 +58,7 @@ class AiogramClient:
 
     def describe(self, update: Any) -> Incoming:
         assert isinstance(update, Update)
-        return describe_update(update, self.local_server)
+        return describe_update(update)
 
     async def send_text(
         self, chat_id: str, text: str, buttons: Sequence[Button], edit_message_id: int | None

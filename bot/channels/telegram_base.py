@@ -81,12 +81,10 @@ class TelegramClient(Protocol):
     async def delete_webhook(self) -> None: ...
 
 
-def telegram_file(
-    file_id: str, name: str, size: int | None, mime: str | None, local_server: bool
-) -> FileRef:
-    """A FileRef for a Telegram file; over the Bot API's download limit it is marked too large
-    (a local Bot API server has no such limit)."""
-    too_large = not local_server and size is not None and size > CLOUD_DOWNLOAD_LIMIT
+def telegram_file(file_id: str, name: str, size: int | None, mime: str | None) -> FileRef:
+    """A FileRef for a Telegram file; over the Bot API's download limit it is marked too large,
+    so the patient hears at once instead of after a failed download."""
+    too_large = size is not None and size > CLOUD_DOWNLOAD_LIMIT
     return FileRef(source=file_id, name=name, size=size, mime_type=mime, too_large=too_large)
 
 
@@ -167,7 +165,7 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
-def describe_update(update: Any, local_server: bool) -> Incoming:
+def describe_update(update: Any) -> Incoming:
     """Both libraries model the Bot API's objects with the same field names, so one reading
     serves both adapters."""
     if update.callback_query is not None:
@@ -192,12 +190,12 @@ def describe_update(update: Any, local_server: bool) -> Incoming:
         return Incoming(update.update_id, None)
     return Incoming(
         update.update_id,
-        _message_inbound(update.update_id, message, local_server),
+        _message_inbound(update.update_id, message),
         media_group_id=message.media_group_id,
     )
 
 
-def _message_inbound(update_id: int, message: Any, local_server: bool) -> Inbound:
+def _message_inbound(update_id: int, message: Any) -> Inbound:
     assert message.from_user is not None
     base: dict[str, Any] = {
         "channel": CHANNEL,
@@ -206,7 +204,7 @@ def _message_inbound(update_id: int, message: Any, local_server: bool) -> Inboun
         "update_key": str(update_id),
         "language_hint": message.from_user.language_code,
     }
-    files = _files(message, local_server)
+    files = _files(message)
     if files:
         return Inbound(**base, kind=InboundKind.FILES, files=files)
     text = message.text or ""
@@ -221,17 +219,15 @@ def _message_inbound(update_id: int, message: Any, local_server: bool) -> Inboun
     return Inbound(**base, kind=InboundKind.TEXT, text=text)
 
 
-def _files(message: Any, local_server: bool) -> tuple[FileRef, ...]:
+def _files(message: Any) -> tuple[FileRef, ...]:
     caption = message.caption or ""
     if message.document is not None:
         doc = message.document
-        ref = telegram_file(
-            doc.file_id, doc.file_name or "", doc.file_size, doc.mime_type, local_server
-        )
+        ref = telegram_file(doc.file_id, doc.file_name or "", doc.file_size, doc.mime_type)
         return (ref.model_copy(update={"caption": caption}),)
     if message.photo:
         photo = message.photo[-1]  # the largest size comes last
         name = f"photo-{photo.file_unique_id}.jpg"
-        ref = telegram_file(photo.file_id, name, photo.file_size, "image/jpeg", local_server)
+        ref = telegram_file(photo.file_id, name, photo.file_size, "image/jpeg")
         return (ref.model_copy(update={"caption": caption}),)
     return ()

@@ -46,12 +46,14 @@ class TelegramChannel:
     """Holds the core and one TelegramClient; implements ReplySender, CoordinatorSink and
     FileOpener for the pipeline."""
 
-    def __init__(self, app: App, client: TelegramClient) -> None:
+    def __init__(
+        self, app: App, client: TelegramClient, limiter: RateLimiter | None = None
+    ) -> None:
         self.app = app
         self.client = client
         self.settings = app.settings
         self.desk = CoordinatorDesk(app.engine, app.settings.coordinator_ids)
-        self.limiter = RateLimiter()
+        self.limiter = limiter or RateLimiter()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -118,8 +118,10 @@ def _questions_choices(state: ConversationState) -> tuple[Choice, ...]:
     if state.question_mode == "typing":
         return (Choice("cancel_edit", N_("Keep it as it is")),)
     if state.question_mode in ("pick_edit", "pick_remove"):
+        # Ids name the action, so a button from an older picker cannot do the other one.
+        action = "edit" if state.question_mode == "pick_edit" else "remove"
         picks = tuple(
-            Choice(f"pick:{i}", N_("Question {number}"), values=(("number", i + 1),))
+            Choice(f"{action}:{i}", N_("Question {number}"), values=(("number", i + 1),))
             for i in range(len(questions))
         )
         return (*picks, Choice("cancel_edit", N_("Cancel")))
@@ -149,12 +151,12 @@ def _questions_choice(state: ConversationState, choice: str, ctx: Context) -> Ou
     if choice in ("edit", "remove"):
         state.question_mode = "pick_edit" if choice == "edit" else "pick_remove"
         return Outcome()
-    index_text = choice.removeprefix("pick:")
-    if choice.startswith("pick:") and index_text.isdigit() and int(index_text) < len(questions):
-        if state.question_mode == "pick_remove":
+    action, _, index_text = choice.partition(":")
+    if index_text.isdigit() and int(index_text) < len(questions):
+        if action == "remove" and state.question_mode == "pick_remove":
             questions.pop(int(index_text))
             state.question_mode = None
-        else:
+        elif action == "edit" and state.question_mode == "pick_edit":
             state.question_mode, state.editing_question = "typing", int(index_text)
         return Outcome()
     asked = {q.suggestion for q in questions}

@@ -1,0 +1,434 @@
+"""One scenario suite, run against both Telegram adapters (python-telegram-bot and aiogram),
+over a local fake of the Bot API that the real libraries call over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from aiohttp import web
+from sqlmodel import Session, select
+
+from bot.app import build_app
+from bot.channels.telegram_base import RateLimiter
+from bot.channels.telegram_runtime import TelegramChannel
+from bot.config import Settings, load_settings
+from bot.runner import telegram_client
+from bot.web import SECRET_HEADER, TELEGRAM_WEBHOOK_PATH, make_web_app
+from conversations.state import ConversationKey
+from storage.models import CoordinatorAction, Document
+from tests.telegram_fake import FakeBotApi, Sent
+
+T = TypeVar("T")
+COORDINATOR_CHAT = -1001234567890
+COORDINATOR = 900
+STRANGER = 901
+LIBRARIES = ("ptb", "aiogram")
+
+
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(scenario())
+
+
+def telegram_settings(base: Settings, fake: FakeBotApi, library: str, **extra: str) -> Settings:
+    env = {
+        "DATA_DIR": str(base.data_dir),
+        "DATABASE_URL": base.database_url,
+        "TELEGRAM_BOT_TOKEN": fake.token,
+        "TELEGRAM_API_BASE_URL": fake.base_url,
+        "TELEGRAM_LIBRARY": library,
+        "COORDINATOR_CHAT_ID": str(COORDINATOR_CHAT),
+        "COORDINATOR_IDS": str(COORDINATOR),
+        **extra,
+    }
+    return load_settings(env)
+
+
+# Telegram's real pace (one message a second per chat) would make each scenario take minutes;
+# the limiter itself has its own test.
+def fast() -> RateLimiter:
+    return RateLimiter(per_chat=(1000.0, 1000.0), per_group=(1000.0, 1000.0))
+
+
+@asynccontextmanager
+async def bot(
+    settings: Settings, polling: bool = True, limiter: RateLimiter | None = None
+) -> AsyncIterator[TelegramChannel]:
+    app = build_app(settings)
+    channel = TelegramChannel(app, telegram_client(settings), limiter or fast())
+    await channel.start(polling=polling)
+    try:
+        yield channel
+    finally:
+        await channel.stop()
+        app.engine.dispose()
+
+
+class Patient:
+    """A Telegram user: sends updates through the fake and reads what the bot sent back."""
+
+    def __init__(self, fake: FakeBotApi, user_id: int, language: str = "en") -> None:
+        self.fake = fake
+        self.user_id = user_id
+        self.language = language
+
+    async def send(self, update: dict[str, Any]) -> list[Sent]:
+        before = len(self.fake.sent(self.user_id))
+        self.fake.push_update(update)
+        await self.fake.wait_for_sent(self.user_id, before + 1, timeout=10)
+        await settle(self.fake)
+        return self.fake.sent(self.user_id)[before:]
+
+    async def say(self, text: str) -> str:
+        update = self.fake.text_message(self.user_id, text, language_code=self.language)
+        return texts(await self.send(update))
+
+    async def command(self, command: str, payload: str | None = None) -> str:
+        update = self.fake.command(
+            self.user_id, command, payload=payload, language_code=self.language
+        )
+        return texts(await self.send(update))
+
+    def question(self) -> Sent:
+        """The message that carries the current buttons (the last one with a keyboard)."""
+        with_buttons = [s for s in self.fake.sent(self.user_id) if s.inline_keyboard]
+        assert with_buttons, "the bot has shown no buttons yet"
+        latest = with_buttons[-1]
+        message = self.fake.message(self.user_id, latest.message_id)
+        assert message is not None
+        return Sent(**{**latest.__dict__, "message": message})
+
+    async def press(self, label: str) -> str:
+        return texts(await self.send(self.fake.press(self.question(), label)))
+
+    async def upload(self, name: str, data: bytes, **kwargs: Any) -> str:
+        update = self.fake.document(self.user_id, name, data, "application/pdf", **kwargs)
+        return texts(await self.send(update))
+
+
+def texts(sent: list[Sent]) -> str:
+    return "\n".join(s.plain_text or "" for s in sent)
+
+
+async def settle(fake: FakeBotApi, quiet: float = 0.12) -> None:
+    """Wait until the bot has stopped sending for a moment."""
+    count = -1
+    while count != len(fake.records):
+        count = len(fake.records)
+        await asyncio.sleep(quiet)
+
+
+async def consent(patient: Patient) -> None:
+    await patient.command("/start")
+    await patient.press("No, not an emergency")
+    await patient.press("Continue")
+    await patient.press("I agree")
+    await patient.press("I agree")
+
+
+async def through_to_records(patient: Patient) -> None:
+    await consent(patient)
+    await patient.press("For me")
+    await patient.press("A new or serious diagnosis")
+    await patient.press("Done")
+    for answer in ("No", "Yes", "Yes", "No", "No", "A review of the diagnosis or plan"):
+        await patient.press(answer)
+    await patient.press("Continue")
+    await patient.press("Cancer or a tumour")
+    await patient.press("Liver, bile duct")
+    await patient.say("Liver cancer, 4 cm, surgery proposed")
+    for label in ("Should the pathology", "Is the stage right", "Is the planned order"):
+        await patient.press(label)
+    await patient.press("Done")
+    await patient.say("March 2024: tiredness\n2024-05-10: CT scan shows a liver lesion")
+    await patient.press("Done")
+
+
+@pytest.fixture(params=LIBRARIES)
+def library(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """SQLite only here: the channel is what varies; the databases have their own suites."""
+    return load_settings({"DATA_DIR": str(tmp_path / "data")})
+
+
+def test_a_complete_intake_reaches_the_coordinators_group(settings: Settings, library: str) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake:
+            fake.add_chat(COORDINATOR_CHAT, "supergroup", "Coordinators")
+            async with bot(telegram_settings(settings, fake, library)) as channel:
+                patient = Patient(fake, 501)
+                reply = await patient.command("/start", payload="clinic-42")
+                assert "Hello, I'm Huizhen" in reply
+                assert patient.question().buttons == [
+                    ["No, not an emergency"],
+                    ["Yes, or I'm not sure"],
+                ]
+                await through_to_records(patient)
+                while "Send it now" in str(patient.question().buttons):
+                    await patient.press("I'll get it later")
+                await patient.press("Continue to review")
+                reply = await patient.press("Submit the case")
+                assert "Your case has been submitted" in reply
+                case = channel.app.queue.list()[0]
+                assert case.reference in reply
+
+                cards = await fake.wait_for_sent(COORDINATOR_CHAT, 1)
+                card = cards[0]
+                assert case.reference in (card.plain_text or "")
+                assert "Readiness" in (card.plain_text or "")
+                assert "Pathology report" in (card.plain_text or "")
+                assert card.buttons == [["Claim"]]
+
+                refused = fake.press(card, "Claim", user_id=STRANGER)
+                fake.push_update(refused)
+                await fake.wait_for(lambda: len(fake.callback_answers) >= 1)
+                claim = fake.press(card, "Claim", user_id=COORDINATOR)
+                fake.push_update(claim)
+                await fake.wait_for(
+                    lambda: (
+                        "Claimed by: 900"
+                        in (fake.message(COORDINATOR_CHAT, card.message_id) or {}).get("text", "")
+                    )
+                )
+                answers = [a.text for a in fake.callback_answers]
+                assert "Only coordinators can act on cases." in answers
+                assert "You have claimed this case." in answers
+                with Session(channel.app.engine) as session:
+                    actions = session.exec(select(CoordinatorAction)).all()
+                assert [(a.actor, a.allowed) for a in actions] == [("901", False), ("900", True)]
+                state = channel.app.pipeline.state_of(ConversationKey("telegram", "501"))
+                assert state is not None and state.referral == "clinic-42"
+                assert {c for c in fake.commands} >= {"", "en", "zh"}
+
+    run(scenario)
+
+
+@asynccontextmanager
+async def webhook(
+    channel: TelegramChannel,
+) -> AsyncIterator[Callable[[dict[str, Any], str], Awaitable[int]]]:
+    """The project's web app on a free port; yields a function that posts an update."""
+    runner = web.AppRunner(make_web_app(channel))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"http://127.0.0.1:{port}{TELEGRAM_WEBHOOK_PATH}"
+    async with aiohttp.ClientSession() as http:
+
+        async def post(update: dict[str, Any], secret: str) -> int:
+            async with http.post(url, json=update, headers={SECRET_HEADER: secret}) as response:
+                return response.status
+
+        try:
+            yield post
+        finally:
+            await runner.cleanup()
+
+
+def documents(channel: TelegramChannel) -> list[Document]:
+    with Session(channel.app.engine) as session:
+        return list(session.exec(select(Document)).all())
+
+
+def test_a_document_and_a_photo_are_stored(settings: Settings, library: str) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake, bot(telegram_settings(settings, fake, library)) as channel:
+            patient = Patient(fake, 502)
+            await consent(patient)
+            letter = b"%PDF-1.4 discharge letter"
+            reply = await patient.upload("discharge.pdf", letter, caption="from May")
+            assert "Received: discharge.pdf" in reply
+            photo = fake.photo(502, b"\xff\xd8 a photo of a report", sizes=3)
+            reply = texts(await patient.send(photo))
+            assert "Received: photo-" in reply
+            await fake.wait_for(lambda: len(documents(channel)) == 2)
+            stored = {d.original_name: d.sha256 for d in documents(channel)}
+            assert stored["discharge.pdf"] == hashlib.sha256(letter).hexdigest()
+            largest = photo["message"]["photo"][-1]
+            entry = fake.files[largest["file_id"]]
+            photo_name = next(name for name in stored if name.startswith("photo-"))
+            assert stored[photo_name] == hashlib.sha256(entry.data).hexdigest()
+            assert any(a.action == "typing" for a in fake.chat_actions)
+
+    run(scenario)
+
+
+def test_an_album_of_five_files_is_acknowledged_once(settings: Settings, library: str) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake, bot(telegram_settings(settings, fake, library)) as channel:
+            patient = Patient(fake, 503)
+            await consent(patient)
+            before = len(fake.sent(503))
+            for index in range(5):
+                fake.push_update(
+                    fake.document(
+                        503,
+                        f"scan-{index}.pdf",
+                        f"page {index}".encode(),
+                        "application/pdf",
+                        media_group_id="album-1",
+                    )
+                )
+            await fake.wait_for(lambda: len(documents(channel)) == 5, timeout=10)
+            await settle(fake)
+            replies = fake.sent(503)[before:]
+            assert len(replies) == 1
+            assert all(f"Received: scan-{i}.pdf" in (replies[0].plain_text or "") for i in range(5))
+
+    run(scenario)
+
+
+def test_an_oversized_file_gets_a_kind_message(settings: Settings, library: str) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake, bot(telegram_settings(settings, fake, library)) as channel:
+            patient = Patient(fake, 504)
+            await consent(patient)
+            reply = await patient.upload("ct-study.zip", b"PK", size_override=25 * 1024 * 1024)
+            assert "too large for me to receive here" in reply
+            assert "Nothing from this file was kept" in reply
+            assert documents(channel) == []
+            assert not fake.calls_of("getFile")
+
+    run(scenario)
+
+
+def test_a_stale_button_is_answered_and_the_current_question_shown(
+    settings: Settings, library: str
+) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake, bot(telegram_settings(settings, fake, library)):
+            patient = Patient(fake, 505)
+            await patient.command("/start")
+            old_question = patient.question()
+            await patient.press("No, not an emergency")
+            answered = len(fake.callback_answers)
+            reply = texts(await patient.send(fake.press(old_question, "Yes, or I'm not sure")))
+            assert "That button belongs to an earlier question" in reply
+            assert "Here is what I do" in reply
+            assert len(fake.callback_answers) == answered + 1
+            assert "China: 120" not in reply
+
+    run(scenario)
+
+
+def test_a_burst_of_429_answers_delays_but_loses_and_doubles_nothing(
+    settings: Settings, library: str
+) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake, bot(telegram_settings(settings, fake, library)):
+            patient = Patient(fake, 506)
+            fake.fail_next("sendMessage", times=3, status=429, retry_after=1)
+            await patient.command("/start")
+            await fake.wait_for_sent(506, 1, timeout=15)
+            await patient.press("No, not an emergency")
+            sent = [s.plain_text or "" for s in fake.sent(506)]
+            assert len(sent) == 2
+            assert sent[0].startswith("Hello, I'm Huizhen")
+            assert sent[1].startswith("Here is what I do")
+            refused = [c for c in fake.calls_of("sendMessage") if not c.ok]
+            assert len(refused) == 3
+
+    run(scenario)
+
+
+def test_the_same_update_delivered_twice_has_one_effect(settings: Settings, library: str) -> None:
+    """Telegram resends a webhook update it did not see acknowledged: same update_id."""
+
+    async def scenario() -> None:
+        async with FakeBotApi() as fake:
+            config = telegram_settings(
+                settings,
+                fake,
+                library,
+                TELEGRAM_WEBHOOK_URL="https://bot.example.org/telegram/webhook",
+                TELEGRAM_WEBHOOK_SECRET="s3cret-token",
+            )
+            async with bot(config, polling=False) as channel, webhook(channel) as post:
+                update = fake.command(507, "/start")
+                assert await post(update, "s3cret-token") == 200
+                assert await post(update, "s3cret-token") == 200
+                await fake.wait_for_sent(507, 1)
+                await settle(fake)
+                assert len(fake.sent(507)) == 1
+
+    run(scenario)
+
+
+def test_a_restart_in_mid_conversation_resumes_the_step(settings: Settings, library: str) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake:
+            config = telegram_settings(settings, fake, library)
+            patient = Patient(fake, 508)
+            async with bot(config):
+                await consent(patient)
+                await patient.press("For me")
+            async with bot(config):
+                question = patient.question()
+                reply = await patient.press("Doctors disagree")
+                assert "✓ Doctors disagree" in str(patient.question().buttons)
+                assert "Choose all that apply" in reply
+                # A ticked option edits the question in place instead of sending it again.
+                assert fake.records[-1].method == "editMessageText"
+                assert fake.records[-1].message_id == question.message_id
+
+    run(scenario)
+
+
+def test_a_forged_webhook_is_refused_and_a_true_one_is_stored(
+    settings: Settings, library: str
+) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake:
+            config = telegram_settings(
+                settings,
+                fake,
+                library,
+                TELEGRAM_WEBHOOK_URL="https://bot.example.org/telegram/webhook",
+                TELEGRAM_WEBHOOK_SECRET="s3cret-token",
+            )
+            async with bot(config, polling=False) as channel, webhook(channel) as post:
+                assert fake.webhook is not None
+                assert fake.webhook.get("secret_token") == "s3cret-token"
+                update = fake.command(509, "/start")
+                assert await post(update, "wrong") == 403
+                assert await post(update, "") == 403
+                assert channel.app.pipeline.state_of(ConversationKey("telegram", "509")) is None
+                assert fake.sent(509) == []
+                assert await post(update, "s3cret-token") == 200
+                assert channel.app.pipeline.state_of(ConversationKey("telegram", "509"))
+                await fake.wait_for_sent(509, 1)
+
+    run(scenario)
+
+
+def test_two_patients_at_once_keep_their_own_conversations(
+    settings: Settings, library: str
+) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake, bot(telegram_settings(settings, fake, library)):
+            ann, li = Patient(fake, 510), Patient(fake, 511, language="zh-hans")
+            fake.push_update(fake.command(510, "/start"))
+            fake.push_update(fake.command(511, "/start", language_code="zh-hans"))
+            await fake.wait_for_sent(510, 1)
+            await fake.wait_for_sent(511, 1)
+            fake.push_update(fake.press(ann.question(), "No, not an emergency"))
+            fake.push_update(fake.press(li.question(), li.question().buttons[1][0]))
+            await fake.wait_for_sent(510, 2)
+            await fake.wait_for_sent(511, 2)
+            await settle(fake)
+            assert (fake.sent(510)[-1].plain_text or "").startswith("Here is what I do")
+            chinese = fake.sent(511)[-1].plain_text or ""
+            assert "120" in chinese and "Here is" not in chinese
+
+    run(scenario)
