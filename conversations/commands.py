@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conversations.flow import BEFORE_CONSENT, FIRST_STEP
+from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import (
     N_,
     SUPPORTED_LOCALES,
@@ -17,6 +17,7 @@ from conversations.state import ConversationState, IntakeDraft
 from conversations.step import Context, Outcome
 from conversations.transition import Transition, render
 from handlers.events import Inbound
+from records.checklist import checklist_for
 
 HELP = N_(
     "I help you prepare a case for a second opinion from specialists in China. I don't give "
@@ -122,6 +123,13 @@ def _back(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
         return _show(state, [t("This is as far back as we can go.")])
     state.step = state.history.pop()
     state.editing_question = state.question_mode = None
+    if state.step in ("records", "records_upload"):
+        # Back into the checklist from after it: show its last item, not a blank upload.
+        last = len(checklist_for(state.draft.area)) - 1
+        state.draft.record_cursor = min(state.draft.record_cursor, last)
+        state.step = "records"
+    if state.step == "review" or STEPS[state.step].section is None:
+        state.returning_to_review = False
     return _show(state, [])
 
 

@@ -53,7 +53,9 @@ def _returning_to_review(state: ConversationState, goto: str) -> str:
     if not state.returning_to_review:
         return goto
     here, there = STEPS[state.step].section, STEPS[goto].section
-    if here is not None and there != here and goto != "review":
+    # Leaving the edited section returns to the review; a step outside every section (stopping
+    # after the fit verdict, an emergency pause) is where the patient asked to go.
+    if here is not None and there is not None and there != here and goto != "review":
         state.returning_to_review = False
         return "review"
     if goto == "review":

@@ -22,9 +22,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 import hypothesis
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -32,14 +33,13 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 from sqlalchemy import func, select
 
 from bot.app import build_app
 from bot.config import load_settings
-from conversations.effects import CaseSubmitted, ConsentGiven, IngestFile, NotifyCoordinators
 from conversations import engine
+from conversations.effects import CaseSubmitted, ConsentGiven, IngestFile, NotifyCoordinators
 from conversations.engine import handle
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import SUPPORTED_LOCALES, translator
@@ -52,7 +52,10 @@ from conversations.transition import Transition, overlay_options, prompt_ref
 from handlers.events import FileRef, Inbound, InboundKind, Option, Outbound
 from storage.models import Case, ConsentRecord, Conversation, Document, Job, Outbox
 
-T = TypeVar("T")
+# Passing, the file takes well under a minute. Failing, Hypothesis shrinks the example for up to
+# 5 minutes per test; the project-wide 300 s timeout would kill it before the shrunk example is
+# printed, so these tests get more room.
+pytestmark = pytest.mark.timeout(900)
 
 SCALE = max(1, int(os.environ.get("HUIZHEN_PROPERTY_SCALE", "1")))
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
@@ -457,11 +460,11 @@ class EngineMachine(RuleBasedStateMachine):
             ref = data.draw(st.sampled_from(sorted(self.seen_refs)))
         before, shown = self.state, self.current_reply()
         transition = self.send(InboundKind.CHOICE, choice_id=choice_id, prompt_ref=ref)
-        if before is not None and shown is not None and ref == shown.prompt_ref:
-            if choice_id not in {o.id for o in shown.options}:
-                # Not a button on screen: refused, and nothing changes but a closed overlay.
-                assert is_stale_reply(transition, before.locale)
-                assert transition.state == before.model_copy(update={"overlay": None})
+        on_screen = shown is not None and ref == shown.prompt_ref
+        if before is not None and on_screen and choice_id not in {o.id for o in shown.options}:
+            # Not a button on screen: refused, and nothing changes but a closed overlay.
+            assert is_stale_reply(transition, before.locale)
+            assert transition.state == before.model_copy(update={"overlay": None})
 
     @rule(text=texts, hint=language_hints)
     def type_text(self, text: str, hint: str | None) -> None:
@@ -496,18 +499,15 @@ class EngineMachine(RuleBasedStateMachine):
             self.send(**cooperative_move(self.state, pick))
 
     def teardown(self) -> None:
-        hypothesis.target(float(self.furthest), label="furthest step")
         hypothesis.event(f"submitted cases: {min(len(self.submitted_case_ids), 2)}")
 
 
-def test_engine_state_machine() -> None:
-    run_state_machine_as_test(
-        EngineMachine,
-        # deadline=None: one example is up to 60 engine calls; its time is not the point here.
-        settings=settings(
-            max_examples=200 * SCALE, stateful_step_count=60, deadline=None
-        ),
-    )
+# The default settings of a TestCase suppress every health check; these suppress none.
+# deadline=None: one example is up to a few hundred engine calls; their time is not the point.
+EngineMachine.TestCase.settings = settings(
+    max_examples=200 * SCALE, stateful_step_count=60, deadline=None
+)
+TestEngineStateMachine = EngineMachine.TestCase
 
 
 # --- a cooperative patient always gets to the end -------------------------------------------
@@ -523,7 +523,10 @@ def run_cooperatively(pick: Pick, max_moves: int = 200) -> tuple[ConversationSta
     steps_seen: Counter[str] = Counter()
     for n in range(max_moves):
         inbound = Inbound(
-            channel="test", user_key="u", chat_key="u", update_key=f"u{n}",
+            channel="test",
+            user_key="u",
+            chat_key="u",
+            update_key=f"u{n}",
             **cooperative_move(state, pick),
         )
         transition = check_transition(state, inbound, ctx, submitted)
@@ -532,8 +535,13 @@ def run_cooperatively(pick: Pick, max_moves: int = 200) -> tuple[ConversationSta
         last = transition.replies[-1]
         for option in last.options:
             press = Inbound(
-                channel="test", user_key="u", chat_key="u", update_key=f"side{n}",
-                kind=InboundKind.CHOICE, choice_id=option.id, prompt_ref=last.prompt_ref,
+                channel="test",
+                user_key="u",
+                chat_key="u",
+                update_key=f"side{n}",
+                kind=InboundKind.CHOICE,
+                choice_id=option.id,
+                prompt_ref=last.prompt_ref,
             )
             side = check_transition(state, press, ctx, set(submitted))
             assert not is_stale_reply(side, state.locale), (state.step, option.id)
@@ -542,7 +550,7 @@ def run_cooperatively(pick: Pick, max_moves: int = 200) -> tuple[ConversationSta
     raise AssertionError(f"no submission after {max_moves} moves; stuck at {state and state.step}")
 
 
-@settings(max_examples=60 * SCALE, deadline=None)
+@settings(max_examples=40 * SCALE, deadline=None)
 @given(st.data())
 def test_a_cooperative_patient_always_reaches_submission(data: st.DataObject) -> None:
     state, steps_seen = run_cooperatively(lambda items: data.draw(st.sampled_from(items)))
@@ -555,9 +563,53 @@ def test_a_cooperative_patient_always_reaches_submission(data: st.DataObject) ->
 
 def test_submission_is_reachable_with_the_first_good_answer() -> None:
     state, steps_seen = run_cooperatively(lambda items: items[0])
-    assert state.step == "submitted"
+    assert state.step == "submitted" and steps_seen["submitted"] == 1
     assert state.submitted[0].case_id == state.draft.case_id
     assert state.submitted[0].submitted_at == NOW
+
+
+_USER = {"channel": "test", "user_key": "u", "chat_key": "u"}
+
+
+def _press_through(moves: Sequence[str]) -> tuple[ConversationState, Context]:
+    ids = itertools.count(1)
+    ctx = Context(now=NOW, new_id=lambda: f"id-{next(ids)}")
+    hello = Inbound(**_USER, update_key="0", kind=InboundKind.TEXT, text="hi")
+    state = handle(None, hello, ctx).state
+    for n, choice_id in enumerate(moves, 1):
+        press = Inbound(
+            **_USER,
+            update_key=str(n),
+            kind=InboundKind.CHOICE,
+            choice_id=choice_id,
+            prompt_ref=prompt_ref(state),
+        )
+        state = handle(state, press, ctx).state
+    return state, ctx
+
+
+def test_an_old_change_button_does_not_remove_a_question() -> None:
+    """The change and remove pickers both show "Question 2": a press on the older change
+    picker, arriving while the remove picker is open, must not remove anything."""
+    to_questions = [
+        *("no", "continue", "agree", "agree", "self", "new_diagnosis", "done"),
+        *("no", "yes", "yes", "no", "no", "review", "continue", "other", "no_diagnosis"),
+        *("q_diagnosis", "q_more_tests", "q_alternative"),
+    ]
+    state, ctx = _press_through([*to_questions, "edit"])
+    assert state.step == "questions" and len(state.draft.questions) == 3
+    change_picker = expected_options(state)  # "Question 1".."Question 3", then "Cancel"
+    old_button = Inbound(
+        **_USER,
+        update_key="old",
+        kind=InboundKind.CHOICE,
+        choice_id=change_picker[1].id,
+        prompt_ref=prompt_ref(state),
+    )
+    state, _ = _press_through([*to_questions, "edit", "cancel_edit", "remove"])
+    after = check_transition(state, old_button, ctx, set())
+    assert after.state.draft.questions == state.draft.questions
+    assert is_stale_reply(after, state.locale)
 
 
 # --- 2. the pipeline with a real database ---------------------------------------------------
@@ -591,6 +643,9 @@ class PipelineMachine(RuleBasedStateMachine):
         self.updates = itertools.count(1)
         self.sent: list[Inbound] = []
         self.replies: dict[str, Outbound] = {}
+        # What the pipeline returned last for each user (checked against the database).
+        self.states: dict[str, ConversationState | None] = dict.fromkeys(USERS)
+        self.outbox_rows = 0
         self.consents: Counter[str] = Counter()
         self.submitted_case_ids: set[str] = set()
 
@@ -604,6 +659,10 @@ class PipelineMachine(RuleBasedStateMachine):
 
     def stored(self, user: str) -> ConversationState | None:
         return self.app.pipeline.state_of(ConversationKey(CHANNEL, user))
+
+    def count_outbox(self) -> int:
+        with self.app.engine.connect() as conn:
+            return _count(conn, Outbox.__table__)
 
     def snapshot(self) -> dict[str, Any]:
         tables = (Outbox, Case, Job, Document, ConsentRecord, Conversation)
@@ -622,12 +681,10 @@ class PipelineMachine(RuleBasedStateMachine):
             update_key=f"{user}:{next(self.updates)}",
             **fields,
         )
-        before = self.stored(user)
-        outbox_before = self.snapshot()["counts"]["outbox"]
-        # What the pure engine does with the stored state and the same ids and time.
+        # What the pure engine does with the stored state, the same ids and the same time.
         ids = itertools.count(self.next_id)
         ctx = Context(now=NOW, new_id=lambda: f"id-{next(ids)}")
-        expected = check_transition(before, inbound, ctx, set(self.submitted_case_ids))
+        expected = check_transition(self.states[user], inbound, ctx, set(self.submitted_case_ids))
 
         transition = self.app.pipeline.handle(inbound)
         self.sent.append(inbound)
@@ -637,9 +694,12 @@ class PipelineMachine(RuleBasedStateMachine):
         assert transition.replies == expected.replies
         assert transition.effects == expected.effects
         assert self.stored(user) == transition.state
+        # Every reply, and every coordinator notice, is queued with the state.
         notices = sum(isinstance(e, NotifyCoordinators) for e in transition.effects)
-        outbox_after = self.snapshot()["counts"]["outbox"]
-        assert outbox_after - outbox_before == len(transition.replies) + notices
+        outbox_rows = self.count_outbox()
+        assert outbox_rows - self.outbox_rows == len(transition.replies) + notices
+        self.outbox_rows = outbox_rows
+        self.states[user] = transition.state
         self.consents[user] += sum(isinstance(e, ConsentGiven) for e in transition.effects)
         self.submitted_case_ids.update(
             e.case_id for e in transition.effects if isinstance(e, CaseSubmitted)
@@ -670,13 +730,13 @@ class PipelineMachine(RuleBasedStateMachine):
     def send_files(self, user: str, files: tuple[FileRef, ...]) -> None:
         self.send(user, kind=InboundKind.FILES, files=files)
 
-    @rule(user=st.sampled_from(USERS), data=st.data(), moves=st.integers(1, 12))
+    @rule(user=st.sampled_from(USERS), data=st.data(), moves=st.integers(1, 40))
     def cooperate(self, user: str, data: st.DataObject, moves: int) -> None:
         def pick(items: Sequence[Any]) -> Any:
             return data.draw(st.sampled_from(items))
 
         for _ in range(moves):
-            self.send(user, **cooperative_move(self.stored(user), pick))
+            self.send(user, **cooperative_move(self.states[user], pick))
 
     @precondition(lambda self: self.sent)
     @rule(data=st.data())
@@ -689,62 +749,76 @@ class PipelineMachine(RuleBasedStateMachine):
 
     @rule()
     def run_jobs(self) -> None:
+        """Store the files (sources containing "bad" fail); results go back as system events."""
         self.app.pipeline.run_jobs({CHANNEL: FakeOpener()})
+        self.states = {user: self.stored(user) for user in USERS}
+        self.outbox_rows = self.count_outbox()
 
     @invariant()
     def database_agrees_with_the_conversations(self) -> None:
-        engine = self.app.engine
-        with engine.connect() as conn:
-            jobs = conn.execute(
-                select(Job.user_key, Job.payload_json, Job.done_at)
-            ).all()
-            documents = {
-                row.file_id: row.case_id
-                for row in conn.execute(select(Document.file_id, Document.case_id)).all()
-            }
-            for user in USERS:
-                state = self.stored(user)
-                who = (Case.user_key == user,)
-                row = conn.execute(
-                    select(Conversation.step, Conversation.locale).where(
-                        Conversation.user_key == user
+        with self.app.engine.connect() as conn:
+            rows = {
+                row.user_key: row
+                for row in conn.execute(
+                    select(
+                        Conversation.user_key,
+                        Conversation.step,
+                        Conversation.locale,
+                        Conversation.state_json,
                     )
-                ).first()
-                if state is None:
-                    assert row is None
-                else:
-                    assert tuple(row) == (state.step, state.locale)
-                consents = _count(conn, ConsentRecord.__table__, ConsentRecord.user_key == user)
-                assert consents == self.consents[user]
-                if state is None or not state.consented:
-                    # Nothing about this user's health is in the database before consent.
-                    assert _count(conn, Case.__table__, *who) == 0
-                    assert _count(conn, Job.__table__, Job.user_key == user) == 0
-                    assert state is None or state.draft == IntakeDraft()
-                    continue
-                cases = conn.execute(select(Case.id).where(*who)).scalars().all()
-                assert sorted(cases) == sorted(c.case_id for c in state.submitted)
-                # A stored file has its document; a received one still has its job to run.
-                pending = {
-                    IngestFile.model_validate_json(payload).file_id
-                    for job_user, payload, done_at in jobs
-                    if job_user == user and done_at is None
-                }
-                for file in all_record_files(state.draft):
-                    if file.status == "stored":
-                        assert documents.get(file.file_id) == state.draft.case_id
-                    elif file.status == "received":
-                        assert file.file_id in pending
+                )
+            }
+            jobs = conn.execute(select(Job.user_key, Job.payload_json, Job.done_at)).all()
+            documents = dict(conn.execute(select(Document.file_id, Document.case_id)).all())
+            consents = Counter(
+                dict(
+                    conn.execute(
+                        select(ConsentRecord.user_key, func.count()).group_by(
+                            ConsentRecord.user_key
+                        )
+                    ).all()
+                )
+            )
+            cases: dict[str, list[str]] = {}
+            for case_user, case_id in conn.execute(select(Case.user_key, Case.id)):
+                cases.setdefault(case_user, []).append(case_id)
+        assert consents == +self.consents
+        for user in USERS:
+            state = self.states[user]
+            row = rows.get(user)
+            if state is None:
+                assert row is None
+            else:
+                assert row is not None
+                assert ConversationState.model_validate_json(row.state_json) == state
+                assert (row.step, row.locale) == (state.step, state.locale)
+            if state is None or not state.consented:
+                # Nothing about this user's health is in the database before consent.
+                assert user not in cases
+                assert all(job_user != user for job_user, _, _ in jobs)
+                assert state is None or state.draft == IntakeDraft()
+                continue
+            assert sorted(cases.get(user, [])) == sorted(c.case_id for c in state.submitted)
+            # A stored file has its document; a received one still has its job to run.
+            pending = {
+                IngestFile.model_validate_json(payload).file_id
+                for job_user, payload, done_at in jobs
+                if job_user == user and done_at is None
+            }
+            for file in all_record_files(state.draft):
+                if file.status == "stored":
+                    assert documents.get(file.file_id) == state.draft.case_id
+                elif file.status == "received":
+                    assert file.file_id in pending
         # Every document belongs to a job of a consented user.
         owners = {IngestFile.model_validate_json(p).file_id: u for u, p, _ in jobs}
         for file_id in documents:
-            owner_state = self.stored(owners[file_id])
-            assert owner_state is not None and owner_state.consented
+            owner = self.states[owners[file_id]]
+            assert owner is not None and owner.consented
 
 
-def test_pipeline_state_machine() -> None:
-    run_state_machine_as_test(
-        PipelineMachine,
-        # deadline=None: every example builds a fresh SQLite database on disk.
-        settings=settings(max_examples=30 * SCALE, stateful_step_count=30, deadline=None),
-    )
+# deadline=None: every example builds a fresh SQLite database on disk, and commits each event.
+PipelineMachine.TestCase.settings = settings(
+    max_examples=30 * SCALE, stateful_step_count=30, deadline=None
+)
+TestPipelineStateMachine = PipelineMachine.TestCase

@@ -92,3 +92,28 @@ def test_newcase_in_the_middle_of_a_case_asks_first(chat: Chat) -> None:
     assert "has not been submitted" in reply
     reply = chat.press("No, keep my answers")
     assert "Choose all that apply" in reply
+
+
+def test_stopping_while_changing_the_fit_from_the_review_really_stops(chat: Chat) -> None:
+    to_review(chat)
+    chat.press("Change reasons and situation")
+    chat.press("Doctors disagree")  # untick: no strong reason left
+    chat.press("Done")
+    for answer in ("Yes", "No", "No", "Yes", "Yes"):
+        chat.press(answer)
+    reply = chat.press("Treatment in China")
+    assert "probably not the right step now" in reply
+    reply = chat.press("Stop here for now")
+    assert "Your answers are kept" in reply
+    reply = chat.say("/start")
+    assert "Continue anyway" in chat.buttons
+    reply = chat.press("Continue anyway")
+    assert "Please check everything" in reply
+
+
+def test_back_from_the_readiness_summary_shows_the_last_checklist_item(chat: Chat) -> None:
+    to_review(chat)
+    chat.say("/back")  # from the review to the readiness summary
+    reply = chat.say("/back")
+    assert "Records, item 8 of 8" in reply
+    assert chat.buttons[:1] == ["Send it now"]
