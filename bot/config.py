@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUPPORTED_LOCALES = ("en", "zh_Hans")
+from conversations.i18n import SUPPORTED_LOCALES
 
 
 class ConfigError(ValueError):

@@ -141,7 +141,7 @@ def _status(state: ConversationState, event: Inbound, ctx: Context) -> Transitio
             t(
                 "Case {reference}: submitted on {date}. A coordinator will contact you here.",
                 reference=case.reference,
-                date=case.submitted_at.date().isoformat(),
+                date=t.date(case.submitted_at.date()),
             )
         )
     if state.step != "submitted":

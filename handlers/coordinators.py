@@ -10,13 +10,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from conversations.fit import VERDICT_TITLES
-from conversations.i18n import translator
+from conversations.i18n import COORDINATOR_LOCALES, bilingual, translator
 from conversations.state import ConversationState, IntakeDraft
 from conversations.steps.records import draft_readiness
 from records.checklist import AREAS
 from storage.models import Case, CoordinatorAction
-
-COORDINATOR_LOCALE = "en"
 
 
 @dataclass(frozen=True)
@@ -35,27 +33,31 @@ class ActionResult:
 
 
 def render_card(case: Case, now: datetime) -> CaseCard:
-    t = translator(COORDINATOR_LOCALE)
     draft = IntakeDraft.model_validate_json(case.answers_json)
     result = draft_readiness(ConversationState(step="submitted", locale=case.locale, draft=draft))
-    missing = ", ".join(t(item.label) for item in result.missing_critical) or t("none")
     waited = now.replace(tzinfo=None) - case.updated_at.replace(tzinfo=None)
     hours = max(0, int(waited.total_seconds() // 3600))
-    lines = [
-        t("Case {reference}", reference=case.reference),
-        t("Status: {status} (for {hours} h)", status=case.status, hours=hours),
-        t("Language: {locale}", locale=case.locale),
-        t("Area: {value}", value=t(AREAS.get(case.area, case.area))),
-        t("Assessment: {value}", value=t(VERDICT_TITLES.get(case.verdict, case.verdict))),
-        t("Readiness: {score}%", score=case.readiness),
-        t("Missing: {items}", items=missing),
-    ]
-    if case.coordinator:
-        lines.append(t("Claimed by: {coordinator}", coordinator=case.coordinator))
+    blocks = []
+    for locale in COORDINATOR_LOCALES:
+        t = translator(locale)
+        missing = t.join([t(item.label) for item in result.missing_critical]) or t("none")
+        lines = [
+            t("Case {reference}", reference=case.reference),
+            t("Status: {status} (for {hours} h)", status=case.status, hours=hours),
+            t("Language: {locale}", locale=case.locale),
+            t("Area: {value}", value=t(AREAS.get(case.area, case.area))),
+            t("Assessment: {value}", value=t(VERDICT_TITLES.get(case.verdict, case.verdict))),
+            t("Readiness: {score}%", score=case.readiness),
+            t("Missing: {items}", items=missing),
+        ]
+        if case.coordinator:
+            lines.append(t("Claimed by: {coordinator}", coordinator=case.coordinator))
+        blocks.append("\n".join(lines))
     actions: tuple[tuple[str, str], ...] = ()
     if case.status == "submitted":
-        actions = ((t("Claim"), f"claim:{case.reference}"),)
-    return CaseCard(case.reference, "\n".join(lines), actions)
+        label = " / ".join(translator(locale)("Claim") for locale in COORDINATOR_LOCALES)
+        actions = ((label, f"claim:{case.reference}"),)
+    return CaseCard(case.reference, "\n\n".join(blocks), actions)
 
 
 class CoordinatorDesk:
@@ -82,7 +84,6 @@ class CoordinatorDesk:
             return None if case is None else case.card_message_ref
 
     def act(self, actor: str, action_id: str, now: datetime) -> ActionResult:
-        t = translator(COORDINATOR_LOCALE)
         action, _, reference = action_id.partition(":")
         allowed = actor in self.coordinator_ids
         with Session(self.engine) as session:
@@ -94,14 +95,14 @@ class CoordinatorDesk:
             case = session.exec(select(Case).where(Case.reference == reference)).first()
             if not allowed:
                 session.commit()
-                return ActionResult(False, t("Only coordinators can act on cases."))
+                return ActionResult(False, bilingual("Only coordinators can act on cases."))
             if case is None or action != "claim":
                 session.commit()
-                return ActionResult(True, t("That case or action is not known."))
+                return ActionResult(True, bilingual("That case or action is not known."))
             if case.status != "submitted":
                 session.commit()
                 return ActionResult(
-                    True, t("This case was already claimed."), render_card(case, now)
+                    True, bilingual("This case was already claimed."), render_card(case, now)
                 )
             case.status = "in_review"
             case.coordinator = actor
@@ -109,4 +110,6 @@ class CoordinatorDesk:
             session.add(case)
             session.commit()
             session.refresh(case)
-            return ActionResult(True, t("You have claimed this case."), render_card(case, now))
+            return ActionResult(
+                True, bilingual("You have claimed this case."), render_card(case, now)
+            )

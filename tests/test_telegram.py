@@ -187,7 +187,8 @@ def test_a_complete_intake_reaches_the_coordinators_group(settings: Settings, li
                 assert case.reference in (card.plain_text or "")
                 assert "Readiness" in (card.plain_text or "")
                 assert "Pathology report" in (card.plain_text or "")
-                assert card.buttons == [["Claim"]]
+                assert card.buttons == [["Claim / 认领"]]
+                assert "病例 " + case.reference in (card.plain_text or "")  # and in Chinese
 
                 refused = fake.press(card, "Claim", user_id=STRANGER)
                 fake.push_update(refused)
@@ -200,8 +201,9 @@ def test_a_complete_intake_reaches_the_coordinators_group(settings: Settings, li
                         in (fake.message(COORDINATOR_CHAT, card.message_id) or {}).get("text", "")
                     )
                 )
-                answers = [a.text for a in fake.callback_answers]
+                answers = "\n".join(a.text or "" for a in fake.callback_answers)
                 assert "Only coordinators can act on cases." in answers
+                assert "只有协调员可以处理病例。" in answers
                 assert "You have claimed this case." in answers
                 with Session(channel.app.engine) as session:
                     actions = session.exec(select(CoordinatorAction)).all()

@@ -87,11 +87,16 @@ class TelegramChannel:
         await self.client.close()
 
     async def set_commands(self) -> None:
-        """Localised command menus: one per supported language, and the default in English."""
-        for locale in (None, *SUPPORTED_LOCALES):
-            t = translator(locale or "en")
+        """Localised command menus: one per supported language, and the default in English.
+
+        Telegram knows languages by two-letter codes only, so one script of a language (the
+        first supported: Simplified Chinese) stands for it."""
+        menus: dict[str | None, str] = {None: "en"}
+        for locale in SUPPORTED_LOCALES:
+            menus.setdefault(locale.split("_")[0], locale)
+        for language, locale in menus.items():
+            t = translator(locale)
             commands = [(name, t(description)) for name, description in COMMANDS]
-            language = None if locale is None else locale.split("_")[0]
             await self.client.set_commands(commands, language)
 
     # --- receiving -------------------------------------------------------------------------

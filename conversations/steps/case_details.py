@@ -237,7 +237,9 @@ def _timeline_prompt(state: ConversationState, t: Translator) -> str:
     ]
     if state.draft.timeline:
         lines += ["", t("Your timeline so far:")]
-        lines += [f"• {entry.when} — {entry.what}" for entry in state.draft.timeline]
+        lines += [
+            f"• {t.isolate(entry.when)} — {t.isolate(entry.what)}" for entry in state.draft.timeline
+        ]
     return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conversations.effects import CaseSubmitted, NotifyCoordinators
 from conversations.fit import REASONS, VERDICT_TITLES, assess
-from conversations.i18n import N_, Translator, translator
+from conversations.i18n import N_, Translator, bilingual
 from conversations.reference import case_reference
 from conversations.state import ConversationState, SubmittedCase
 from conversations.step import Choice, Context, Outcome, Step
@@ -13,8 +13,6 @@ from conversations.steps.people import RELATIONSHIPS
 from conversations.steps.records import draft_readiness
 from handlers.events import CoordinatorNotice
 from records.checklist import AREAS, ONCOLOGY_KINDS, checklist_for
-
-COORDINATOR_LOCALE = "en"
 
 # Review section -> the step that starts it.
 SECTION_STARTS: dict[str, str] = {
@@ -58,16 +56,16 @@ def case_card(state: ConversationState, t: Translator) -> str:
         t("Your case"),
         "",
         t("Who: {value}", value=who),
-        t("Reasons: {value}", value=", ".join(t(REASONS[r]) for r in draft.fit_reasons) or "—"),
+        t("Reasons: {value}", value=t.join([t(REASONS[r]) for r in draft.fit_reasons]) or "—"),
         t("Assessment: {value}", value=t(VERDICT_TITLES[fit.verdict])),
         t("Area: {value}", value=area),
         t("Diagnosis: {value}", value=draft.diagnosis or t("No diagnosis yet")),
         "",
         t("Questions:"),
-        *[f"{i}. {question_text(q, t)}" for i, q in enumerate(draft.questions, start=1)],
+        *[f"{i}. {t.isolate(question_text(q, t))}" for i, q in enumerate(draft.questions, 1)],
         "",
         t("Timeline:"),
-        *[f"• {e.when} — {e.what}" for e in draft.timeline],
+        *[f"• {t.isolate(e.when)} — {t.isolate(e.what)}" for e in draft.timeline],
         "",
         t("Records, ready for review: {score}%", score=readiness_score(state)),
     ]
@@ -132,7 +130,7 @@ def _submit(state: ConversationState, ctx: Context) -> Outcome:
                     case_id=draft.case_id,
                     case_ref=reference,
                     # No health data here: it may pass through logs; the card comes from the queue.
-                    text=translator(COORDINATOR_LOCALE)(
+                    text=bilingual(
                         "New case {reference} submitted (language: {locale}), readiness {score}%.",
                         reference=reference,
                         locale=state.locale,

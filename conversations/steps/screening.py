@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from babel import Locale
+
 from conversations.effects import ConsentGiven
 from conversations.i18n import N_, Translator
 from conversations.state import Consent, ConversationState
@@ -23,11 +25,32 @@ EMERGENCY_NUMBERS = N_(
 )
 
 
+# Where a language is mostly spoken, the numbers there come first (region code -> number);
+# the general list follows for everyone, since the language does not say where someone is.
+LOCAL_EMERGENCY_NUMBERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "zh_Hant": (("TW", "119"), ("HK", "999"), ("MO", "999")),
+    "ru": (("RU", "112 / 103"), ("KZ", "112 / 103")),
+    "ar": (("SA", "997"), ("AE", "998"), ("EG", "123")),
+    "es": (("ES", "112"), ("MX", "911"), ("AR", "107")),
+    "fr": (("FR", "15 / 112"), ("BE", "112"), ("CH", "144")),
+    "de": (("DE", "112"), ("AT", "144"), ("CH", "144")),
+    "ja": (("JP", "119"),),
+    "ko": (("KR", "119"),),
+}
+
+
 def emergency_message(t: Translator) -> str:
+    local = LOCAL_EMERGENCY_NUMBERS.get(t.locale, ())
+    territories = Locale.parse(t.locale).territories
+    lines = [
+        f"• {territories.get(region, region)}: {t.isolate(number)}" for region, number in local
+    ]
+    numbers = t(EMERGENCY_NUMBERS)
+    if lines:
+        head, _, rest = numbers.partition("\n")
+        numbers = "\n".join([head, *lines, rest])
     return (
-        t("Please stop here and get urgent help. I can't help with emergencies.")
-        + "\n\n"
-        + t(EMERGENCY_NUMBERS)
+        t("Please stop here and get urgent help. I can't help with emergencies.") + "\n\n" + numbers
     )
 
 
