@@ -29,7 +29,9 @@ from bot.channels.telegram_base import (
     Button,
     FileTooBig,
     Incoming,
+    after_bad_request,
     describe_update,
+    is_file_too_big,
 )
 from handlers.delivery import RetryLater, Undeliverable
 
@@ -88,10 +90,10 @@ class PtbClient:
         except (Forbidden, ChatMigrated) as error:
             raise Undeliverable(type(error).__name__) from error
         except BadRequest as error:
-            if "not modified" in error.message.lower():
+            outcome = after_bad_request(error.message, edit_message_id is not None)
+            if outcome == "unchanged":
                 return edit_message_id or 0
-            if edit_message_id is not None:
-                # The message can no longer be edited (too old, deleted): send it anew.
+            if outcome == "send_anew":
                 return await self.send_text(chat_id, text, buttons, None)
             raise Undeliverable(type(error).__name__) from error
 
@@ -107,7 +109,7 @@ class PtbClient:
         try:
             file = await self.bot.get_file(file_id)
         except BadRequest as error:
-            if "too big" in error.message.lower():
+            if is_file_too_big(error.message):
                 raise FileTooBig(error.message) from error
             raise
         await file.download_to_memory(destination)

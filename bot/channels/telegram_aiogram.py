@@ -26,7 +26,9 @@ from bot.channels.telegram_base import (
     Button,
     FileTooBig,
     Incoming,
+    after_bad_request,
     describe_update,
+    is_file_too_big,
 )
 from handlers.delivery import RetryLater, Undeliverable
 
@@ -85,10 +87,10 @@ class AiogramClient:
         except (TelegramForbiddenError, TelegramMigrateToChat) as error:
             raise Undeliverable(type(error).__name__) from error
         except TelegramBadRequest as error:
-            if "not modified" in error.message.lower():
+            outcome = after_bad_request(error.message, edit_message_id is not None)
+            if outcome == "unchanged":
                 return edit_message_id or 0
-            if edit_message_id is not None:
-                # The message can no longer be edited (too old, deleted): send it anew.
+            if outcome == "send_anew":
                 return await self.send_text(chat_id, text, buttons, None)
             raise Undeliverable(type(error).__name__) from error
 
@@ -104,7 +106,7 @@ class AiogramClient:
         try:
             file = await self.bot.get_file(file_id)
         except TelegramBadRequest as error:
-            if "too big" in error.message.lower():
+            if is_file_too_big(error.message):
                 raise FileTooBig(error.message) from error
             raise
         assert file.file_path is not None

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 from handlers.events import FileRef, Inbound, InboundKind
 from storage.files import FileTooLarge
@@ -86,6 +86,23 @@ def telegram_file(file_id: str, name: str, size: int | None, mime: str | None) -
     so the patient hears at once instead of after a failed download."""
     too_large = size is not None and size > CLOUD_DOWNLOAD_LIMIT
     return FileRef(source=file_id, name=name, size=size, mime_type=mime, too_large=too_large)
+
+
+BadRequestOutcome = Literal["unchanged", "send_anew", "refused"]
+
+
+def after_bad_request(description: str, editing: bool) -> BadRequestOutcome:
+    """What a 400 answer to sending or editing a message means for us (both libraries report
+    it with the server's description)."""
+    if "not modified" in description.lower():
+        return "unchanged"  # the message already reads so
+    if editing:
+        return "send_anew"  # too old or deleted to edit: send it as a new message
+    return "refused"
+
+
+def is_file_too_big(description: str) -> bool:
+    return "too big" in description.lower()
 
 
 def encode_callback(prompt_ref: str, choice_id: str) -> str:
