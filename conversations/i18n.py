@@ -22,7 +22,7 @@ from babel.support import NullTranslations, Translations
 
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 SOURCE_LOCALE = "en"
-SUPPORTED_LOCALES: tuple[str, ...] = ("en", "zh_Hans")
+SUPPORTED_LOCALES: tuple[str, ...] = ("en", "zh_Hans", "zh_Hant", "ja")
 DOMAIN = "messages"
 
 

@@ -31,7 +31,9 @@ MONTHS = {
     for name in names
 }
 _MONTH_NAMES = "|".join(sorted(MONTHS, key=len, reverse=True))
-_APPROX_WORDS = r"about|around|approx\.?|approximately|circa|ca\.?|early|mid|late|~|约|大约|大概"
+_APPROX_WORDS = (
+    r"about|around|approx\.?|approximately|circa|ca\.?|early|mid|late|~|约|約|大约|大約|大概"
+)
 _APPROX = rf"(?P<approx>(?:{_APPROX_WORDS})\s*)?"
 _SEP = r"\s*(?:[:：\-–—,，.]\s*|\s+)"
 
@@ -50,7 +52,7 @@ _PATTERNS = [
         _APPROX
         + r"(?P<year>(?:19|20)\d\d)\s*年"
         + r"\s*(?:(?P<month>\d{1,2})\s*月\s*(?:(?P<day>\d{1,2})\s*[日号])?)?"
-        + r"(?:\s*[左右前后初底中旬]+)?"
+        + r"(?P<approx_after>\s*(?:[左右前後后初底中旬]+|頃|ごろ))?"
         + r"\s*[:：,，]?\s*(?P<what>.+)$",
         re.DOTALL,
     ),
@@ -110,7 +112,7 @@ def parse_entry(line: str) -> ParsedEntry | None:
             month = _number(groups.get("month"), 12)
         day = _number(groups.get("day") or groups.get("day2"), 31) if month else 0
         when = text[: match.start("what")].strip(" :：-–—,，")
-        approximate = bool(groups.get("approx"))
+        approximate = bool(groups.get("approx") or groups.get("approx_after"))
         return ParsedEntry(
             when=when,
             sort_key=f"{year:04d}-{month:02d}-{day:02d}",
