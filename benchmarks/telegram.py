@@ -18,6 +18,12 @@ transport. The figure of merit is the ratio of updates per CPU second, Huizhen /
     .venv/bin/python benchmarks/telegram.py --users 100 --steps 15
     .venv/bin/python benchmarks/telegram.py --quick --profile /tmp/telegram.prof
 
+25 steps take a user from /start through the consents, the reason toggles (edited in place),
+the fit questions, the area, the typed diagnosis and questions, to the typed timeline lines.
+`--profile` also prints, per library, where Huizhen's CPU goes: the cost of the
+asyncio.to_thread hops (threaded vs in place, taking turns), timers around the main
+functions (no profiler), and a cProfile summary by area; with a path it keeps the stats.
+
 CPU is `time.process_time()` (the whole process, so the worker threads that
 `asyncio.to_thread` uses are counted); the fake Bot API's own work (building Telegram's
 answer) is measured separately and left out of both sides. The last line printed is one
@@ -70,10 +76,12 @@ LIBRARIES = ("ptb", "aiogram")
 DEFAULT_USERS = 300
 QUICK_USERS = 40
 DEFAULT_STEPS = 25
+MAX_STEPS = 30  # every simulated user is still in the records checklist at 30
 DEFAULT_BATCH = 100
 WARMUP_USERS = 6
 # Users replayed straight through the pipeline to check where each one ends (spread evenly).
 REFERENCE_USERS = 100
+PROFILE_USERS = 40
 
 BOT_ID = 7000000001
 TOKEN = f"{BOT_ID}:AAbenchmarkbenchmarkbenchmarkbench"
@@ -310,7 +318,6 @@ class SimUser:
     questions: int = 0
     timeline: int = 0
     sent: int = 0
-    callbacks: int = 0
 
     def answer(self, prompt_ref: str, option_ids: tuple[str, ...]) -> tuple[InboundKind, str]:
         """(TEXT, text) or (CHOICE, option id) for the question shown; (COMMAND, "start")
@@ -408,7 +415,6 @@ class Script:
         update_id = self.api.last_update_id
         if kind == InboundKind.CHOICE:
             assert shown is not None
-            user.callbacks += 1
             update = callback_update(update_id, user.user_id, data_of[value], shown)
         else:
             self.message_id[user.user_id] += 1
@@ -510,7 +516,6 @@ async def run_huizhen(
     bot: Huizhen, users: list[SimUser], steps: int, batch: int, measure: Measure | None
 ) -> Script:
     script = Script(bot.api, users, steps)
-    gc.collect()
     for group in script.rounds(batch):
         for user in group:
             await huizhen_update(bot, script.next_update(user), measure)
@@ -759,68 +764,155 @@ async def inline_threads(body: Callable[[], Awaitable[Any]]) -> Any:
         asyncio.to_thread = original
 
 
-PROFILE_GROUPS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
-    # (label, indent, (file suffix, function name) whose inclusive times add up)
-    ("library: parse the update JSON", "", (("bot/channels/telegram", "parse_update"),)),
-    ("describe_update -> Inbound", "", (("telegram_base.py", "describe_update"),)),
-    ("channel.receive", "", (("telegram_runtime.py", "receive"),)),
-    ("pipeline.handle (one transaction)", "  ", (("handlers/pipeline.py", "handle"),)),
-    ("engine.handle (the conversation)", "    ", (("conversations/engine.py", "handle"),)),
-    ("load + parse the state JSON", "    ", (("storage/conversations.py", "_load_state"),)),
-    ("save state + outbox rows", "    ", (("storage/conversations.py", "_write"),)),
-    ("answer the press (library)", "  ", (("bot/channels/telegram", "answer_callback"),)),
-    ("channel.deliver_now", "", (("telegram_runtime.py", "deliver_now"),)),
-    ("outbox.pending (SELECT)", "  ", (("storage/outbox.py", "pending"),)),
-    ("Outbound.model_validate_json", "  ", (("handlers/delivery.py", "deliver_pending"),)),
-    ("channel.send", "  ", (("telegram_runtime.py", "send"),)),
-    ("client.send_text (library)", "    ", (("bot/channels/telegram", "send_text"),)),
-    ("outbox.mark_sent (UPDATE)", "  ", (("storage/outbox.py", "mark_sent"),)),
+@dataclass
+class Timers:
+    """CPU seconds spent in chosen functions, by wrapping them on their instances (no
+    profiler, so no distortion); `process_time` counts the worker thread too, and the event
+    loop is idle while the worker runs."""
+
+    seconds: Counter[str] = field(default_factory=Counter)
+    undo: list[Callable[[], None]] = field(default_factory=list)
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        seconds = self.seconds
+
+        if asyncio.iscoroutinefunction(original):
+
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                started = time.process_time()
+                try:
+                    return await original(*args, **kwargs)
+                finally:
+                    seconds[label] += time.process_time() - started
+
+            setattr(owner, name, timed_async)
+        else:
+
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                started = time.process_time()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    seconds[label] += time.process_time() - started
+
+            setattr(owner, name, timed)
+        if isinstance(owner, type(sys)):  # a module: put the function back
+            self.undo.append(lambda: setattr(owner, name, original))
+        else:  # an instance: drop the shadowing attribute
+            self.undo.append(lambda: delattr(owner, name))
+
+    def restore(self) -> None:
+        while self.undo:
+            self.undo.pop()()
+
+
+# (label, indent) in the order printed; the labels name what Timers.wrap measured.
+PHASES = (
+    ("client.parse_update (library)", ""),
+    ("client.describe -> Inbound", ""),
+    ("channel.receive", ""),
+    ("pipeline.handle (worker thread)", "  "),
+    ("store: BEGIN, record update_id, COMMIT", "    "),
+    ("store: load + parse the state", "    "),
+    ("engine.handle (the conversation)", "    "),
+    ("store: save the state + outbox", "    "),
+    ("client.answer_callback (library)", "  "),
+    ("channel.deliver_now", ""),
+    ("outbox.pending (worker thread)", "  "),
+    ("client.send_text (library)", "  "),
+    ("outbox.mark_sent (worker thread)", "  "),
 )
 
 
-def cumulative(stats: pstats.Stats, suffix: str, name: str) -> float:
-    """Inclusive time of the functions called `name` in files whose path contains `suffix`."""
+def install_timers(bot: Huizhen) -> Timers:
+    import conversations.engine
+
+    timers = Timers()
+    client, app, store = bot.client, bot.app, bot.app.pipeline.store
+    timers.wrap(client, "parse_update", "client.parse_update (library)")
+    timers.wrap(client, "describe", "client.describe -> Inbound")
+    timers.wrap(bot.channel, "receive", "channel.receive")
+    timers.wrap(app.pipeline, "handle", "pipeline.handle (worker thread)")
+    timers.wrap(store, "_load_state", "store: load + parse the state")
+    timers.wrap(conversations.engine, "handle", "engine.handle (the conversation)")
+    timers.wrap(store, "_write", "store: save the state + outbox")
+    timers.wrap(client, "answer_callback", "client.answer_callback (library)")
+    timers.wrap(bot.channel, "deliver_now", "channel.deliver_now")
+    timers.wrap(app.outbox, "pending", "outbox.pending (worker thread)")
+    timers.wrap(client, "send_text", "client.send_text (library)")
+    timers.wrap(app.outbox, "mark_sent", "outbox.mark_sent (worker thread)")
+    return timers
+
+
+# Where cProfile's own time goes: by the file of the function (first match wins), or for C
+# functions (file "~") by their name.
+AREAS = (
+    ("/sqlalchemy/", "SQLAlchemy (Python)"),
+    ("/pydantic", "pydantic (Python)"),
+    ("/telegram/", "python-telegram-bot"),
+    ("/aiogram/", "aiogram"),
+    ("/site-packages/", "other libraries"),
+    ("/work/main/conversations/", "Huizhen conversations/ (engine, steps)"),
+    ("/work/main/benchmarks/", "this script (fake Bot API, loop)"),
+    ("/work/main/", "Huizhen storage/ handlers/ bot/"),
+    ("/json/", "json"),
+    ("/asyncio/", "asyncio, threading, contextlib"),
+    ("/threading.py", "asyncio, threading, contextlib"),
+    ("/contextlib.py", "asyncio, threading, contextlib"),
+)
+C_AREAS = (
+    ("sqlite3.", "sqlite3 (C: execute, commit, fetch)"),
+    ("pydantic_core", "pydantic-core (C: validate, serialise)"),
+    ("json", "json"),
+    ("encode", "json"),
+)
+
+
+def area_of(path: str, func: str) -> str:
+    if path == "~":
+        return next((area for key, area in C_AREAS if key in func), "C built-ins (dict, getattr…)")
+    path = path.replace("\\", "/")
+    return next((area for key, area in AREAS if key in path), "other Python (stdlib)")
+
+
+def area_times(stats: pstats.Stats) -> dict[str, float]:
     raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
-    return sum(
-        row[3]
-        for (path, _, func), row in raw.items()
-        if func == name and suffix in path.replace("\\", "/")
-    )
-
-
-def builtin_time(stats: pstats.Stats, needle: str) -> tuple[float, int]:
-    raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
-    rows = [row for (path, _, func), row in raw.items() if path == "~" and needle in func]
-    return sum(r[2] for r in rows), sum(r[1] for r in rows)
-
-
-def package_time(stats: pstats.Stats, marker: str) -> float:
-    """Own (exclusive) time of every function whose file path contains `marker`."""
-    raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
-    return sum(row[2] for (path, _, _), row in raw.items() if marker in path.replace("\\", "/"))
+    areas: Counter[str] = Counter()
+    for (path, _, func), row in raw.items():
+        areas[area_of(path, func)] += row[2]
+    return dict(areas)
 
 
 async def profile_library(
     library: str, users: int, steps: int, batch: int, tmp: Path, path: Path | None
 ) -> None:
-    """Huizhen alone: threaded vs in place (the hops), then cProfile in place."""
+    """Huizhen alone: (1) threaded vs to_thread in place, a round each, for the hops' cost;
+    (2) timers around the main functions; (3) cProfile, to_thread in place."""
     bot = await start_huizhen(library, tmp / f"{library}-profile")
+    profiler = cProfile.Profile()
+    threaded, inline, timed, profiled = Measure(), Measure(), Measure(), Measure()
     try:
         await run_huizhen(bot, make_users(20_000_000, WARMUP_USERS), steps, batch, None)
-        # Threaded and in place take turns, a round each, on two sets of users.
-        threaded, inline = Measure(), Measure()
         a = Script(bot.api, make_users(30_000_000, users), steps)
         b = Script(bot.api, make_users(40_000_000, users), steps)
+        gc.collect()
         for group_a, group_b in zip(a.rounds(batch), b.rounds(batch), strict=True):
             await play(bot, a, group_a, threaded)
             await inline_threads(lambda: play(bot, b, group_b, inline))  # noqa: B023
-        profiler = cProfile.Profile()
-        profiled = Measure()
+
+        timers = install_timers(bot)
+        gc.collect()
+        try:
+            await run_huizhen(bot, make_users(50_000_000, users), steps, batch, timed)
+        finally:
+            timers.restore()
 
         async def profiled_run() -> Script:
+            gc.collect()
             profiler.enable()
             try:
-                return await run_huizhen(bot, make_users(50_000_000, users), steps, batch, profiled)
+                return await run_huizhen(bot, make_users(60_000_000, users), steps, batch, profiled)
             finally:
                 profiler.disable()
 
@@ -829,75 +921,63 @@ async def profile_library(
         await bot.client.close()
         bot.app.engine.dispose()
 
+    n = timed.updates
+    print(f"\nWhere Huizhen's CPU goes, {library} ({n:,} updates, {users} users x {steps} steps)")
+    print(f"  CPU per update, threaded (as in production)     {threaded.us:8.1f} µs")
+    print(f"  CPU per update, asyncio.to_thread in place      {inline.us:8.1f} µs")
+    hops = threaded.us - inline.us
+    print(f"  -> 3 asyncio.to_thread hops per update cost     {hops:8.1f} µs ({hops / 3:.0f} each)")
+    print(f"  timed functions, CPU µs per update (this run: {timed.cpu / n * 1e6:.1f} µs in all):")
+    seconds = timers.seconds
+    # The record-the-update statement is what process() does besides load, apply and write.
+    handled = seconds["pipeline.handle (worker thread)"]
+    inner = sum(
+        seconds[k]
+        for k in (
+            "store: load + parse the state",
+            "engine.handle (the conversation)",
+            "store: save the state + outbox",
+        )
+    )
+    seconds["store: BEGIN, record update_id, COMMIT"] = max(0.0, handled - inner)
+    for label, indent in PHASES:
+        value = seconds[label] / n * 1e6
+        print(f"    {indent}{label:<{40 - len(indent)}} {value:8.1f}")
+    top = seconds["client.parse_update (library)"] + seconds["client.describe -> Inbound"]
+    top += seconds["channel.receive"] + seconds["channel.deliver_now"]
+    print(f"    {'the loop between these':<40} {(timed.cpu - top) / n * 1e6:8.1f}")
+    print(
+        f"    {'(the fake Bot API, inside the library calls above)':<52} "
+        f"{timed.fake_cpu / n * 1e6:.1f}"
+    )
+
     if path is not None:
         target = path.with_name(f"{path.stem}-{library}{path.suffix}")
         profiler.dump_stats(target)
         print(f"  cProfile stats written to {target}")
     stats = pstats.Stats(profiler)
-    n = profiled.updates
     total = stats.total_tt  # type: ignore[attr-defined]
-    print(f"\nProfile of the Huizhen path, {library} ({n:,} updates)")
-    print(f"  CPU per update, asyncio.to_thread threaded   {threaded.us:8.1f} µs")
-    print(f"  CPU per update, asyncio.to_thread in place   {inline.us:8.1f} µs")
-    hops = threaded.us - inline.us
-    print(f"  -> the three thread hops per update cost      {hops:8.1f} µs")
-    print(f"  cProfile total (profiler overhead included)  {total / n * 1e6:8.1f} µs/update")
-    print("  inclusive time, µs per update (% of the profiled total):")
-    for label, indent, keys in PROFILE_GROUPS:
-        if label == "Outbound.model_validate_json":
-            seconds = _model_validate_json_in_delivery(stats)
-        else:
-            seconds = sum(cumulative(stats, suffix, name) for suffix, name in keys)
-        print(
-            f"    {indent}{label:<{40 - len(indent)}} {seconds / n * 1e6:8.1f}  "
-            f"{100 * seconds / total:5.1f}%"
-        )
-    sqlite_exec, sqlite_calls = builtin_time(stats, "'execute' of 'sqlite3.Cursor'")
-    commits, commit_calls = builtin_time(stats, "'commit' of 'sqlite3.Connection'")
-    dumps = sum(cumulative(stats, "json/__init__.py", f) for f in ("dumps", "loads"))
-    print("  exclusive time, µs per update:")
-    own = (
-        ("sqlite3 execute (C, the SQL itself)", sqlite_exec, sqlite_calls),
-        ("sqlite3 commit", commits, commit_calls),
-        ("SQLAlchemy (Python, all of it)", package_time(stats, "/sqlalchemy/"), 0),
-        ("pydantic (Python side)", package_time(stats, "/pydantic/"), 0),
-        ("python-telegram-bot", package_time(stats, "/telegram/"), 0),
-        ("aiogram", package_time(stats, "/aiogram/"), 0),
-        ("conversations/ (engine, steps)", package_time(stats, "/conversations/"), 0),
-        ("asyncio (event loop, tasks)", package_time(stats, "/asyncio/"), 0),
-        ("json.dumps/loads (inclusive)", dumps, 0),
+    m = profiled.updates
+    print(
+        f"  cProfile, own time by area (to_thread in place; the profiler inflates call-heavy "
+        f"code: {total / m * 1e6:.0f} µs/update profiled vs {inline.us:.0f} unprofiled):"
     )
-    for label, seconds, calls in own:
-        extra = f"  ({calls / n:.1f} calls/update)" if calls else ""
-        print(f"    {label:<38} {seconds / n * 1e6:8.1f}  {100 * seconds / total:5.1f}%{extra}")
-    print("  top 25 functions by own time:")
+    for label, value in sorted(area_times(stats).items(), key=lambda item: -item[1]):
+        print(f"    {label:<40} {100 * value / total:5.1f}%")
+    print("  top 20 functions by own time (profiled µs per update, calls per update):")
     rows = sorted(
         stats.stats.items(),  # type: ignore[attr-defined]
         key=lambda item: item[1][2],
         reverse=True,
-    )[:25]
+    )[:20]
     for (file, line, func), row in rows:
         where = func if file == "~" else f"{_short(file)}:{line}({func})"
-        print(f"    {row[2] / n * 1e6:7.1f} µs  {row[1] / n:6.1f}/upd  {where}")
-
-
-def _model_validate_json_in_delivery(stats: pstats.Stats) -> float:
-    """Time of model_validate_json calls made by deliver_pending (Outbound, Notice)."""
-    raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
-    seconds = 0.0
-    for (_, _, func), row in raw.items():
-        if func != "model_validate_json":
-            continue
-        callers: dict[tuple[str, int, str], tuple[Any, ...]] = row[4]
-        for (path, _, caller), timing in callers.items():
-            if caller == "deliver_pending" and path.endswith("delivery.py"):
-                seconds += timing[3]
-    return seconds
+        print(f"    {row[2] / m * 1e6:7.1f}  {row[1] / m:6.1f}  {where}")
 
 
 def _short(path: str) -> str:
     path = path.replace("\\", "/")
-    for marker in ("/site-packages/", "/work/main/", "/lib/python3"):
+    for marker in ("/site-packages/", "/work/main/", "/lib/python3.11/"):
         if marker in path:
             return path.split(marker, 1)[1]
     return path
@@ -924,8 +1004,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     users = QUICK_USERS if args.quick else args.users
-    if users < 1 or args.batch < 1 or args.steps < 2:
-        parser.error("--users and --batch must be at least 1, --steps at least 2")
+    if users < 1 or args.batch < 1 or not 2 <= args.steps <= MAX_STEPS:
+        parser.error(f"--users and --batch must be at least 1, --steps from 2 to {MAX_STEPS}")
     libraries = LIBRARIES if args.library == "both" else (args.library,)
 
     for locale in SUPPORTED_LOCALES:
@@ -942,7 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.profile is not None:
             path = Path(args.profile) if args.profile else None
-            profile_users = min(users, 100)
+            profile_users = min(users, PROFILE_USERS)
             for library in libraries:
                 asyncio.run(
                     profile_library(library, profile_users, args.steps, args.batch, tmp, path)

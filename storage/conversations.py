@@ -41,6 +41,7 @@ Apply = Callable[[ConversationState | None], Transition]
 class ConversationStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._reader = reader(engine)  # built once: it is a new engine object per call
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._record_update = (
             dialect.insert(_processed).on_conflict_do_nothing().returning(_processed.c.update_key)
@@ -83,7 +84,7 @@ class ConversationStore:
             return transition
 
     def load(self, key: ConversationKey) -> ConversationState | None:
-        with reader(self.engine).connect() as conn:
+        with self._reader.connect() as conn:
             return self._load_state(conn, key)
 
     def _load_state(self, conn: Connection, key: ConversationKey) -> ConversationState | None:

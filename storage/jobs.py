@@ -31,6 +31,7 @@ class PendingJob:
 class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._reader = reader(engine)  # built once: it is a new engine object per call
         self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
 
     def pending(self, limit: int = 50) -> list[PendingJob]:
@@ -48,7 +49,7 @@ class JobStore:
             .order_by(_job.c.id)
             .limit(limit)
         )
-        with reader(self.engine).connect() as conn:
+        with self._reader.connect() as conn:
             return [PendingJob(*row) for row in conn.execute(query).all()]
 
     def mark_done(self, job_id: int, at: datetime) -> None:

@@ -29,6 +29,7 @@ class PendingMessage:
 class OutboxStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._reader = reader(engine)  # built once: it is a new engine object per call
         self._pending = (
             select(
                 _outbox.c.id,
@@ -59,7 +60,7 @@ class OutboxStore:
         )
 
     def pending(self, limit: int = 200) -> list[PendingMessage]:
-        with reader(self.engine).connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(self._pending, {"limit": limit}).all()
         return [PendingMessage(*row) for row in rows]
 

@@ -129,17 +129,26 @@ class TelegramChannel:
 
     async def receive(self, incoming: Sequence[Incoming]) -> None:
         """Store a batch of updates (albums as one), then answer buttons and send replies."""
-        for item in group_albums(incoming):
-            if item.inbound is not None:
-                if self._is_coordinator_chat(item.inbound):
-                    await self._coordinator_action(item)
-                    continue
-                await asyncio.to_thread(self.app.pipeline.handle, item.inbound)
-            if item.callback_query_id:
+        items = group_albums(incoming)
+        patients = [
+            item.inbound
+            for item in items
+            if item.inbound is not None and not self._is_coordinator_chat(item.inbound)
+        ]
+        # One hop to a worker thread for the whole batch: the database never blocks the loop.
+        await asyncio.to_thread(self._store, patients)
+        for item in items:
+            if item.inbound is not None and self._is_coordinator_chat(item.inbound):
+                await self._coordinator_action(item)
+            elif item.callback_query_id:
                 # Every press is answered, so no button keeps spinning.
                 await self.client.answer_callback(item.callback_query_id, None)
         await self._run_jobs(incoming)
         self._wake.set()
+
+    def _store(self, inbounds: Sequence[Inbound]) -> None:
+        for inbound in inbounds:
+            self.app.pipeline.handle(inbound)
 
     def _is_coordinator_chat(self, inbound: Inbound) -> bool:
         chat = self.settings.coordinator_chat_id
