@@ -434,3 +434,55 @@ def test_two_patients_at_once_keep_their_own_conversations(
             assert "120" in chinese and "Here is" not in chinese
 
     run(scenario)
+
+
+def test_server_errors_are_retried_with_backoff_and_delivered_once(
+    settings: Settings, library: str
+) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake, bot(telegram_settings(settings, fake, library)):
+            fake.fail_next("sendMessage", times=2, status=502)
+            fake.push_update(fake.command(512, "/start"))
+            sent = await fake.wait_for_sent(512, 1, timeout=15)
+            await settle(fake, quiet=1.5)
+            assert len(fake.sent(512)) == 1
+            assert (sent[0].plain_text or "").startswith("Hello, I'm Huizhen")
+            failed = [c for c in fake.calls_of("sendMessage") if not c.ok]
+            assert len(failed) == 2
+
+    run(scenario)
+
+
+def test_huizhen_run_serves_telegram_until_stopped(settings: Settings) -> None:
+    """The real entry point's wiring: settings -> adapter -> polling, web app and delivery."""
+    import socket
+
+    from bot.runner import serve
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def scenario() -> None:
+        async with FakeBotApi() as fake:
+            config = telegram_settings(settings, fake, "ptb", WEB_PORT=str(port))
+            app = build_app(config)
+            stop = asyncio.Event()
+            server = asyncio.create_task(serve(app, stop))
+            try:
+                fake.push_update(fake.command(513, "/start", language_code="ja"))
+                sent = await fake.wait_for_sent(513, 1, timeout=15)
+                assert "119" not in (sent[0].plain_text or "")  # a greeting, not an alarm
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"http://127.0.0.1:{port}/healthz") as response,
+                ):
+                    assert response.status == 200
+            finally:
+                stop.set()
+                await asyncio.wait_for(server, timeout=15)
+                app.engine.dispose()
+            state = app.pipeline.state_of(ConversationKey("telegram", "513"))
+            assert state is not None and state.locale == "ja"
+
+    run(scenario)
