@@ -68,6 +68,9 @@ def _queue_list(settings: Settings, status: str | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # These libraries log each request's URL, and a Bot API URL contains the bot's token.
+    for noisy in ("httpx", "httpcore", "aiogram", "telegram"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings()
     except ConfigError as error:
