@@ -22,7 +22,18 @@ from babel.support import NullTranslations, Translations
 
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 SOURCE_LOCALE = "en"
-SUPPORTED_LOCALES: tuple[str, ...] = ("en", "zh_Hans", "zh_Hant", "ja")
+SUPPORTED_LOCALES: tuple[str, ...] = (
+    "en",
+    "zh_Hans",
+    "zh_Hant",
+    "ru",
+    "ar",
+    "es",
+    "fr",
+    "de",
+    "ja",
+    "ko",
+)
 DOMAIN = "messages"
 
 

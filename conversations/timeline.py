@@ -13,18 +13,37 @@ MONTHS = {
     name: index
     for index, names in enumerate(
         (
-            ("jan", "january"),
-            ("feb", "february"),
-            ("mar", "march"),
-            ("apr", "april"),
-            ("may",),
-            ("jun", "june"),
-            ("jul", "july"),
-            ("aug", "august"),
-            ("sep", "sept", "september"),
-            ("oct", "october"),
-            ("nov", "november"),
-            ("dec", "december"),
+            # English, German, French, Spanish, Russian (nominative and genitive).
+            ("jan", "january", "januar", "janvier", "enero", "январь", "января"),
+            ("feb", "february", "februar", "février", "fevrier", "febrero", "февраль", "февраля"),
+            ("mar", "march", "märz", "maerz", "mars", "marzo", "март", "марта"),
+            ("apr", "april", "avril", "abril", "апрель", "апреля"),
+            ("may", "mai", "mayo", "май", "мая"),
+            ("jun", "june", "juni", "juin", "junio", "июнь", "июня"),
+            ("jul", "july", "juli", "juillet", "julio", "июль", "июля"),
+            ("aug", "august", "août", "aout", "agosto", "август", "августа"),
+            (
+                "sep",
+                "sept",
+                "september",
+                "septembre",
+                "septiembre",
+                "setiembre",
+                "сентябрь",
+                "сентября",
+            ),
+            ("oct", "october", "oktober", "octobre", "octubre", "октябрь", "октября"),
+            ("nov", "november", "novembre", "noviembre", "ноябрь", "ноября"),
+            (
+                "dec",
+                "december",
+                "dezember",
+                "décembre",
+                "decembre",
+                "diciembre",
+                "декабрь",
+                "декабря",
+            ),
         ),
         start=1,
     )
@@ -33,6 +52,8 @@ MONTHS = {
 _MONTH_NAMES = "|".join(sorted(MONTHS, key=len, reverse=True))
 _APPROX_WORDS = (
     r"about|around|approx\.?|approximately|circa|ca\.?|early|mid|late|~|约|約|大约|大約|大概"
+    r"|etwa|ungefähr|vers|environ|hacia|aproximadamente|alrededor de|около|примерно|"
+    r"приблизительно|약|حوالي|تقريبًا|تقريبا"
 )
 _APPROX = rf"(?P<approx>(?:{_APPROX_WORDS})\s*)?"
 _SEP = r"\s*(?:[:：\-–—,，.]\s*|\s+)"
@@ -47,21 +68,22 @@ _PATTERNS = [
         + r"(?P<what>.+)$",
         re.IGNORECASE | re.DOTALL,
     ),
-    # 2022年6月3日, 2022年6月, 2022年
+    # 2022年6月3日, 2022年6月, 2022年 (Chinese, Japanese), 2022년 6월 3일 (Korean)
     re.compile(
         _APPROX
-        + r"(?P<year>(?:19|20)\d\d)\s*年"
-        + r"\s*(?:(?P<month>\d{1,2})\s*月\s*(?:(?P<day>\d{1,2})\s*[日号])?)?"
-        + r"(?P<approx_after>\s*(?:[左右前後后初底中旬]+|頃|ごろ))?"
+        + r"(?P<year>(?:19|20)\d\d)\s*[年년]"
+        + r"\s*(?:(?P<month>\d{1,2})\s*[月월]\s*(?:(?P<day>\d{1,2})\s*[日号일])?)?"
+        + r"(?P<approx_after>\s*(?:[左右前後后初底中旬]+|頃|ごろ|경))?"
         + r"\s*[:：,，]?\s*(?P<what>.+)$",
         re.DOTALL,
     ),
     # 12 May 2023, May 2023, May 12 2023
     re.compile(
         _APPROX
-        + r"(?:(?P<day>\d{1,2})\s+)?(?P<monthname>"
+        + r"(?:(?P<day>\d{1,2})\.?\s+(?:de\s+)?)?(?P<monthname>"
         + _MONTH_NAMES
-        + r")\.?\s+(?:(?P<day2>\d{1,2}),?\s+)?(?P<year>(?:19|20)\d\d)"
+        + r")\.?\s+(?:(?P<day2>\d{1,2}),?\s+)?(?:de\s+)?(?P<year>(?:19|20)\d\d)"
+        + r"(?:\s*(?:г\.|года))?"
         + _SEP
         + r"(?P<what>.+)$",
         re.IGNORECASE | re.DOTALL,

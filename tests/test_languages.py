@@ -4,8 +4,10 @@ emergencies recognised, and right-to-left text kept readable."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from io import BytesIO
 
 import pytest
+from babel.messages.pofile import read_po
 
 from conversations.flow import STEPS
 from conversations.i18n import (
@@ -37,6 +39,12 @@ BUTTON_LIMIT = 48
 # Suggested questions are buttons too, but whole questions; they may wrap to two lines.
 QUESTION_BUTTON_LIMIT = 110
 OTHER_LOCALES = [locale for locale in SUPPORTED_LOCALES if locale != "en"]
+
+
+def translated_strings(locale: str) -> set[str]:
+    path = LOCALES_DIR / locale / "LC_MESSAGES" / "messages.po"
+    catalog = read_po(BytesIO(path.read_bytes()), locale=locale)
+    return {m.string for m in catalog if m.id and isinstance(m.string, str) and m.string}
 
 
 def a_full_state(locale: str, step: str) -> ConversationState:
@@ -78,11 +86,10 @@ def test_every_step_renders_in_every_language(locale: str) -> None:
             assert replies[-1].text != english[-1].text, f"{step} is still English in {locale}"
             labels = [o.label for o in replies[-1].options]
             english_labels = [o.label for o in english[-1].options]
-            untranslated = [a for a, b in zip(labels, english_labels, strict=True) if a == b]
-            assert not [u for u in untranslated if any(c.isalpha() for c in u)], (
-                step,
-                untranslated,
-            )
+            same = [a for a, b in zip(labels, english_labels, strict=True) if a == b]
+            # A word can be the same in both ("No" in Spanish): fine when the catalog says so.
+            untranslated = [u for u in same if any(c.isalpha() for c in u)]
+            assert set(untranslated) <= translated_strings(locale), (step, untranslated)
 
 
 @pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
@@ -127,6 +134,10 @@ def test_the_emergency_answer_puts_local_numbers_first_where_the_language_says()
         ("zh-hans", "zh_Hans"),
         ("zh-SG", "zh_Hans"),
         ("zh", "zh_Hans"),
+        ("de-AT", "de"),
+        ("ar-EG", "ar"),
+        ("es-MX", "es"),
+        ("ko-KR", "ko"),
         ("pt-BR", None),
         ("", None),
         ("not a language!", None),

@@ -98,3 +98,19 @@ def test_case_references_are_short_and_unambiguous(case_id: str) -> None:
     reference = case_reference(case_id)
     assert len(reference) == 12 and reference.startswith("HZ-")
     assert not set(reference[3:]) & set("ILOU")
+
+
+def test_dates_are_understood_the_way_each_language_writes_them() -> None:
+    expected = {
+        "Mai 2024: Biopsie": "2024-05-00",
+        "12. März 2024: Operation": "2024-03-12",
+        "mars 2024 : scanner": "2024-03-00",
+        "12 de mayo de 2024: cirugía": "2024-05-12",
+        "12 мая 2024 г.: операция": "2024-05-12",
+        "около 2023: первые симптомы": "2023-00-00",
+        "2024년 5월 10일: CT 검사": "2024-05-10",
+        "2024年6月頃：手術": "2024-06-00",
+    }
+    for line, key in expected.items():
+        entry = parse_entry(line)
+        assert entry is not None and entry.sort_key == key, line
