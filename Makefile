@@ -44,7 +44,7 @@ typecheck: $(DEV_STAMP)
 # (the bot reads the .po files directly; compiling checks them and serves other tools).
 i18n: $(DEV_STAMP)
 	$(BIN)/pybabel extract --no-location --sort-output --omit-header -F babel.cfg \
-		-k N_ -k t -k plural:1,2 -o locales/messages.pot $(PACKAGES)
+		-k N_ -k t -k plural:1,2 -k bilingual -o locales/messages.pot $(PACKAGES)
 	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i locales/messages.pot -d locales
 	$(BIN)/python -m conversations.catalogs fill-source locales/en/LC_MESSAGES/messages.po
 	$(BIN)/pybabel compile --statistics -d locales

@@ -10,11 +10,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from conversations.fit import VERDICT_TITLES
-from conversations.i18n import COORDINATOR_LOCALES, bilingual, translator
+from conversations.i18n import COORDINATOR_LOCALES, N_, bilingual, translator
 from conversations.state import ConversationState, IntakeDraft
 from conversations.steps.records import draft_readiness
 from records.checklist import AREAS
 from storage.models import Case, CoordinatorAction
+
+CLAIM = N_("Claim")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def render_card(case: Case, now: datetime) -> CaseCard:
         blocks.append("\n".join(lines))
     actions: tuple[tuple[str, str], ...] = ()
     if case.status == "submitted":
-        label = " / ".join(translator(locale)("Claim") for locale in COORDINATOR_LOCALES)
+        label = " / ".join(translator(locale)(CLAIM) for locale in COORDINATOR_LOCALES)
         actions = ((label, f"claim:{case.reference}"),)
     return CaseCard(case.reference, "\n\n".join(blocks), actions)
 

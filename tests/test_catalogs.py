@@ -15,7 +15,7 @@ from conversations.i18n import LOCALES_DIR, SUPPORTED_LOCALES, translator
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bot", "handlers", "conversations", "records", "storage")
-KEYWORDS = {"N_": None, "t": None, "plural": (1, 2)}
+KEYWORDS = {"N_": None, "t": None, "plural": (1, 2), "bilingual": None}
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
 
 
