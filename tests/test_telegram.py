@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from bot.app import build_app
@@ -484,5 +485,28 @@ def test_huizhen_run_serves_telegram_until_stopped(settings: Settings) -> None:
                 app.engine.dispose()
             state = app.pipeline.state_of(ConversationKey("telegram", "513"))
             assert state is not None and state.locale == "ja"
+
+    run(scenario)
+
+
+def test_one_update_that_cannot_be_handled_does_not_block_the_others(
+    settings: Settings, library: str
+) -> None:
+    async def scenario() -> None:
+        async with FakeBotApi() as fake, bot(telegram_settings(settings, fake, library)) as channel:
+            broken = Patient(fake, 514)
+            await broken.command("/start")
+            # A damaged row (a real one, written to the real database) for this one patient.
+            with Session(channel.app.engine) as session:
+                session.exec(  # type: ignore[call-overload]
+                    text("UPDATE conversation SET state_json = '{broken' WHERE user_key = '514'")
+                )
+                session.commit()
+            fake.push_update(fake.text_message(514, "hello"))
+            await fake.wait_for_sent(514, 2, timeout=15)
+            fake.push_update(fake.command(515, "/start"))
+            await fake.wait_for_sent(515, 1, timeout=15)
+            assert "something went wrong on our side" in (fake.sent(514)[-1].plain_text or "")
+            assert (fake.sent(515)[0].plain_text or "").startswith("Hello, I'm Huizhen")
 
     run(scenario)

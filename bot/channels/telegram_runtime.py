@@ -23,14 +23,17 @@ from bot.channels.telegram_base import (
     encode_callback,
     split_text,
 )
-from conversations.i18n import N_, SUPPORTED_LOCALES, translator
+from conversations.i18n import N_, SUPPORTED_LOCALES, negotiate, translator
 from handlers.coordinators import CoordinatorDesk
 from handlers.delivery import deliver_pending
 from handlers.events import CoordinatorNotice, Inbound, InboundKind, Outbound
+from handlers.failure import apology
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 25
+# Tries to store one update before it is answered with an apology and passed over.
+MAX_STORE_ATTEMPTS = 3
 COMMANDS = (
     ("start", N_("Start or continue")),
     ("status", N_("Where my case stands")),
@@ -58,6 +61,7 @@ class TelegramChannel:
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._failures: dict[str, int] = {}
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -114,7 +118,7 @@ class TelegramChannel:
                 continue
             if not updates:
                 continue
-            incoming = [self.client.describe(update) for update in updates]
+            incoming = [self._describe(update) for update in updates]
             try:
                 await self.receive(incoming)
             except asyncio.CancelledError:
@@ -127,6 +131,14 @@ class TelegramChannel:
             # Only now are the updates confirmed to Telegram: they are stored.
             offset = max(item.update_id for item in incoming) + 1
 
+    def _describe(self, update: object) -> Incoming:
+        try:
+            return self.client.describe(update)
+        except Exception as error:
+            # An update we cannot read must not stop everyone else's: skip it, say why.
+            log.warning("skipped an unreadable update (%s)", type(error).__name__)
+            return Incoming(getattr(update, "update_id", 0), None)
+
     async def receive(self, incoming: Sequence[Incoming]) -> None:
         """Store a batch of updates (albums as one), then answer buttons and send replies."""
         items = group_albums(incoming)
@@ -136,7 +148,16 @@ class TelegramChannel:
             if item.inbound is not None and not self._is_coordinator_chat(item.inbound)
         ]
         # One hop to a worker thread for the whole batch: the database never blocks the loop.
-        await asyncio.to_thread(self._store, patients)
+        failed = await asyncio.to_thread(self._store, patients)
+        self._wake.set()  # what was stored is answered whatever happens next
+        if any(self._failed_again(inbound) < MAX_STORE_ATTEMPTS for inbound in failed):
+            # Not acknowledged: Telegram gives the batch again; what was stored is a duplicate.
+            raise RuntimeError("an update could not be stored yet")
+        for inbound in failed:
+            # An update that keeps failing must not block everyone after it: apologise, go on.
+            with contextlib.suppress(Exception):
+                text = apology(self._locale(inbound)).text
+                await self.client.send_text(inbound.chat_key, text, [], None)
         for item in items:
             if item.inbound is not None and self._is_coordinator_chat(item.inbound):
                 await self._coordinator_action(item)
@@ -146,9 +167,26 @@ class TelegramChannel:
         await self._run_jobs(incoming)
         self._wake.set()
 
-    def _store(self, inbounds: Sequence[Inbound]) -> None:
+    def _store(self, inbounds: Sequence[Inbound]) -> list[Inbound]:
+        """Store each update in its own transaction; return those that failed."""
+        failed = []
         for inbound in inbounds:
-            self.app.pipeline.handle(inbound)
+            try:
+                self.app.pipeline.handle(inbound)
+            except Exception as error:
+                log.error("an update could not be stored (%s)", type(error).__name__)
+                failed.append(inbound)
+        return failed
+
+    def _failed_again(self, inbound: Inbound) -> int:
+        count = self._failures.get(inbound.update_key, 0) + 1
+        self._failures[inbound.update_key] = count
+        if len(self._failures) > 10_000:
+            self._failures.clear()  # a bound on memory; counts only matter for a few seconds
+        return count
+
+    def _locale(self, inbound: Inbound) -> str:
+        return negotiate(inbound.language_hint) or self.settings.default_locale
 
     def _is_coordinator_chat(self, inbound: Inbound) -> bool:
         chat = self.settings.coordinator_chat_id
