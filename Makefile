@@ -51,6 +51,7 @@ i18n: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/telegram.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

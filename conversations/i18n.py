@@ -33,6 +33,8 @@ SUPPORTED_LOCALES: tuple[str, ...] = (
     "de",
     "ja",
     "ko",
+    "vi",
+    "id",
 )
 DOMAIN = "messages"
 

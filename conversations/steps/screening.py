@@ -36,6 +36,8 @@ LOCAL_EMERGENCY_NUMBERS: dict[str, tuple[tuple[str, str], ...]] = {
     "de": (("DE", "112"), ("AT", "144"), ("CH", "144")),
     "ja": (("JP", "119"),),
     "ko": (("KR", "119"),),
+    "vi": (("VN", "115"),),
+    "id": (("ID", "112 / 119"),),
 }
 
 
