@@ -35,6 +35,8 @@ SUPPORTED_LOCALES: tuple[str, ...] = (
     "ko",
     "vi",
     "id",
+    "kk",
+    "mn",
 )
 DOMAIN = "messages"
 

@@ -38,6 +38,8 @@ LOCAL_EMERGENCY_NUMBERS: dict[str, tuple[tuple[str, str], ...]] = {
     "ko": (("KR", "119"),),
     "vi": (("VN", "115"),),
     "id": (("ID", "112 / 119"),),
+    "kk": (("KZ", "112 / 103"),),
+    "mn": (("MN", "103"),),
 }
 
 
