@@ -3,6 +3,7 @@ emergencies recognised, and right-to-left text kept readable."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from io import BytesIO
 
@@ -168,3 +169,27 @@ def test_embedded_latin_text_is_isolated_in_right_to_left_languages() -> None:
     arabic = render(a_full_state("ar", "submitted"), Outcome())[-1].text
     assert f"{FIRST_STRONG_ISOLATE}HZ-7K3M-9QXD" in arabic
     assert FIRST_STRONG_ISOLATE not in render(a_full_state("en", "submitted"), Outcome())[-1].text
+
+
+def test_choosing_patterns_by_script_loses_no_emergency() -> None:
+    """Running only the patterns whose script the text uses gives the same answers as running
+    every language's patterns on every text."""
+    from conversations.redflags import pattern_lines
+
+    every = re.compile(
+        "|".join(
+            f"(?:{line})"
+            for path in sorted(LOCALES_DIR.glob("*/redflags.txt"))
+            for line in pattern_lines(path.parent.name)
+        ),
+        re.IGNORECASE,
+    )
+    samples = [
+        line[2:]
+        for path in sorted(LOCALES_DIR.glob("*/redflag_examples.txt"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line[:2] in ("+ ", "- ")
+    ]
+    assert len(samples) > 100
+    for text in samples:
+        assert is_red_flag(text) == bool(every.search(text)), text
