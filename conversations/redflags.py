@@ -61,7 +61,5 @@ def is_red_flag(text: str) -> bool:
     """True when the text describes something that needs emergency care now."""
     written_in = scripts_of(text)
     return any(
-        language.pattern.search(text)
-        for language in _languages()
-        if language.scripts & written_in
+        language.pattern.search(text) for language in _languages() if language.scripts & written_in
     )
