@@ -216,6 +216,19 @@ def test_a_complete_intake_reaches_the_coordinators_group(settings: Settings, li
     run(scenario)
 
 
+WEBHOOK_SECRET = "s3cret-token"
+
+
+def webhook_settings(base: Settings, fake: FakeBotApi, library: str) -> Settings:
+    return telegram_settings(
+        base,
+        fake,
+        library,
+        TELEGRAM_WEBHOOK_URL="https://bot.example.org/telegram/webhook",
+        TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
+
+
 @asynccontextmanager
 async def webhook(
     channel: TelegramChannel,
@@ -350,17 +363,11 @@ def test_the_same_update_delivered_twice_has_one_effect(settings: Settings, libr
 
     async def scenario() -> None:
         async with FakeBotApi() as fake:
-            config = telegram_settings(
-                settings,
-                fake,
-                library,
-                TELEGRAM_WEBHOOK_URL="https://bot.example.org/telegram/webhook",
-                TELEGRAM_WEBHOOK_SECRET="s3cret-token",
-            )
+            config = webhook_settings(settings, fake, library)
             async with bot(config, polling=False) as channel, webhook(channel) as post:
                 update = fake.command(507, "/start")
-                assert await post(update, "s3cret-token") == 200
-                assert await post(update, "s3cret-token") == 200
+                assert await post(update, WEBHOOK_SECRET) == 200
+                assert await post(update, WEBHOOK_SECRET) == 200
                 await fake.wait_for_sent(507, 1)
                 await settle(fake)
                 assert len(fake.sent(507)) == 1
@@ -393,22 +400,16 @@ def test_a_forged_webhook_is_refused_and_a_true_one_is_stored(
 ) -> None:
     async def scenario() -> None:
         async with FakeBotApi() as fake:
-            config = telegram_settings(
-                settings,
-                fake,
-                library,
-                TELEGRAM_WEBHOOK_URL="https://bot.example.org/telegram/webhook",
-                TELEGRAM_WEBHOOK_SECRET="s3cret-token",
-            )
+            config = webhook_settings(settings, fake, library)
             async with bot(config, polling=False) as channel, webhook(channel) as post:
                 assert fake.webhook is not None
-                assert fake.webhook.get("secret_token") == "s3cret-token"
+                assert fake.webhook.get("secret_token") == WEBHOOK_SECRET
                 update = fake.command(509, "/start")
                 assert await post(update, "wrong") == 403
                 assert await post(update, "") == 403
                 assert channel.app.pipeline.state_of(ConversationKey("telegram", "509")) is None
                 assert fake.sent(509) == []
-                assert await post(update, "s3cret-token") == 200
+                assert await post(update, WEBHOOK_SECRET) == 200
                 assert channel.app.pipeline.state_of(ConversationKey("telegram", "509"))
                 await fake.wait_for_sent(509, 1)
 
