@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.patient_script import DIAGNOSES, FIXED_ANSWERS, TIMELINE_LINES, TYPED_QUESTION
 from bot.app import App, build_app
 from bot.config import load_settings
 from conversations.i18n import SUPPORTED_LOCALES, translator
@@ -38,14 +39,6 @@ CHANNEL = "bench"
 DEFAULT_USERS = 10_000
 QUICK_USERS = 500
 DEFAULT_BATCH = 100
-
-DIAGNOSES = (
-    "Liver cancer, about 4 cm; the doctors suggest surgery.",
-    "Narrowed heart valve, a valve replacement has been proposed.",
-    "Herniated disc at L4-L5, spinal fusion was suggested.",
-)
-TYPED_QUESTION = "Is surgery necessary, or is there a non-surgical option for a 4 cm tumour?"
-TIMELINE_LINES = ("March 2024: first symptoms", "2024-05-10: CT scan of the abdomen")
 
 
 class BenchmarkError(RuntimeError):
@@ -105,18 +98,8 @@ class SimUser:
         return ids[(self.index + offset) % len(ids)]
 
     def _answer(self, step: str) -> str:
-        fixed = {
-            "emergency": "no",
-            "about": "continue",
-            "consent_health": "agree",
-            "consent_transfer": "agree",
-            "for_whom": "self",
-            "fit_verdict": "continue",
-            "readiness": "continue",
-            "review": "submit",
-        }
-        if step in fixed:
-            return fixed[step]
+        if step in FIXED_ANSWERS:
+            return FIXED_ANSWERS[step]
         if step == "fit_reasons":
             if self.reasons < 2 + self.index % 3:
                 self.reasons += 1

@@ -63,6 +63,7 @@ from telegram import Update as PtbUpdate
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 from telegram.request import BaseRequest, RequestData
 
+from benchmarks.patient_script import DIAGNOSES, FIXED_ANSWERS, TIMELINE_LINES, TYPED_QUESTION
 from bot.app import App, build_app
 from bot.channels.telegram_base import RateLimiter, TelegramClient, decode_callback
 from bot.channels.telegram_runtime import TelegramChannel
@@ -89,23 +90,6 @@ API_ROOT = "https://api.telegram.invalid"
 FIRST_USER_ID = 100_000_000
 CHAT_INSTANCE = "-4242424242424242"
 BOT_USER = {"id": BOT_ID, "is_bot": True, "first_name": "Huizhen", "username": "huizhen_bot"}
-DIAGNOSES = (
-    "Liver cancer, about 4 cm; the doctors suggest surgery.",
-    "Narrowed heart valve, a valve replacement has been proposed.",
-    "Herniated disc at L4-L5, spinal fusion was suggested.",
-)
-TYPED_QUESTION = "Is surgery necessary, or is there a non-surgical option for a 4 cm tumour?"
-TIMELINE_LINES = ("March 2024: first symptoms", "2024-05-10: CT scan of the abdomen")
-FIXED_ANSWERS = {
-    "emergency": "no",
-    "about": "continue",
-    "consent_health": "agree",
-    "consent_transfer": "agree",
-    "for_whom": "self",
-    "fit_verdict": "continue",
-    "readiness": "continue",
-    "review": "submit",
-}
 
 JSONDict = dict[str, Any]
 
