@@ -27,11 +27,25 @@ install-dev: $(DEV_STAMP)
 run: $(STAMP)
 	$(BIN)/huizhen run
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The upload page's tests drive Debian's headless Chromium, and the case summary PDF needs the
+# Noto fonts (its tests read pages back with poppler-utils); install them where missing.
+.PHONY: browser
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || \
+		[ ! -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || \
+		[ ! -f /usr/share/fonts/truetype/noto/NotoNaskhArabic-Regular.ttf ] || \
+		[ ! -x /usr/bin/pdftoppm ]; then \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && \
+		$$SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
+			fonts-noto-cjk fonts-noto-core poppler-utils; \
+	fi
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
@@ -52,6 +66,8 @@ i18n: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/telegram.py
+	$(BIN)/python benchmarks/dicom.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -145,13 +145,14 @@ class Counter:
     notices: int = 0
     seen_refs: set[str] = field(default_factory=set)
 
-    async def send(self, chat_key: str, message: Outbound) -> None:
+    async def send(self, chat_key: str, message: Outbound) -> str | None:
         self.messages += 1
         if message.prompt_ref:
             user = self.users[chat_key]
             user.replies += 1
             user.prompt_ref = message.prompt_ref
             user.option_ids = tuple(option.id for option in message.options)
+        return None
 
     async def notify(self, notice: CoordinatorNotice) -> None:
         self.notices += 1
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             intake = asyncio.run(run_intake(app, users, args.batch, profiler))
         finally:
-            app.engine.dispose()
+            app.close()
         baseline_per_s = run_baseline(Path(tmp) / "baseline.sqlite3", intake.messages, users)
 
     if profiler is not None:

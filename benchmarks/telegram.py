@@ -576,8 +576,9 @@ class Capture:
 
     shown: dict[str, Outbound] = field(default_factory=dict)
 
-    async def send(self, chat_key: str, message: Outbound) -> None:
+    async def send(self, chat_key: str, message: Outbound) -> str | None:
         self.shown[chat_key] = message
+        return None
 
     async def notify(self, notice: CoordinatorNotice) -> None:
         pass
@@ -624,7 +625,7 @@ async def reference(indices: list[int], steps: int, data_dir: Path) -> dict[int,
             last = capture.shown[key]
             expected[index] = (last.prompt_ref if last.options else "", last.text)
     finally:
-        app.engine.dispose()
+        app.close()
     return expected
 
 
@@ -726,7 +727,7 @@ async def bench_library(
     finally:
         await close()
         await bot.client.close()
-        bot.app.engine.dispose()
+        bot.app.close()
     return LibraryResult(library, huizhen, echo, script, requests, problems)
 
 
@@ -803,7 +804,7 @@ PHASES = (
     ("store: save the state + outbox", "    "),
     ("client.answer_callback (library)", "  "),
     ("channel.deliver_now", ""),
-    ("outbox.pending (worker thread)", "  "),
+    ("outbox.claim (worker thread)", "  "),
     ("client.send_text (library)", "  "),
     ("outbox.mark_sent (worker thread)", "  "),
 )
@@ -823,7 +824,7 @@ def install_timers(bot: Huizhen) -> Timers:
     timers.wrap(store, "_write", "store: save the state + outbox")
     timers.wrap(client, "answer_callback", "client.answer_callback (library)")
     timers.wrap(bot.channel, "deliver_now", "channel.deliver_now")
-    timers.wrap(app.outbox, "pending", "outbox.pending (worker thread)")
+    timers.wrap(app.outbox, "claim", "outbox.claim (worker thread)")
     timers.wrap(client, "send_text", "client.send_text (library)")
     timers.wrap(app.outbox, "mark_sent", "outbox.mark_sent (worker thread)")
     return timers
@@ -903,7 +904,7 @@ async def profile_library(
         await inline_threads(profiled_run)
     finally:
         await bot.client.close()
-        bot.app.engine.dispose()
+        bot.app.close()
 
     n = timed.updates
     print(f"\nWhere Huizhen's CPU goes, {library} ({n:,} updates, {users} users x {steps} steps)")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
 from bot.config import Settings
+from handlers.analysis import StoreAccess
+from handlers.casework import Casework
 from handlers.delivery import (
     CoordinatorSink,
     DeliveryReport,
@@ -15,13 +20,28 @@ from handlers.delivery import (
     ReplySender,
     deliver_pending,
 )
+from handlers.events import (
+    STORE_SOURCE,
+    UPLOAD_SOURCE,
+    FileRef,
+    Inbound,
+    InboundKind,
+    UploadLinkRequest,
+)
+from handlers.ingest import Ingestor
 from handlers.pipeline import Pipeline
+from handlers.worker import Worker
 from storage.conversations import ConversationStore
-from storage.database import create_schema, make_engine
-from storage.files import FileStore
+from storage.database import make_engine, prepare_schema, run_once
+from storage.documents import DocumentStore
+from storage.files import FileStore, decode_key, load_key
 from storage.jobs import JobStore
 from storage.outbox import OutboxStore
 from storage.queue import CaseQueue
+from storage.uploads import UploadGrant, UploadState, UploadStore, UploadTokens
+
+# Previews are a few hundred kilobytes, an opinion a few megabytes; bots may send up to 50 MB.
+MAX_SHOWN_FILE_BYTES = 50 * 1024 * 1024
 
 
 @dataclass
@@ -31,6 +51,49 @@ class App:
     pipeline: Pipeline
     outbox: OutboxStore
     queue: CaseQueue
+    documents: DocumentStore
+    upload_tokens: UploadTokens
+    uploads: UploadStore
+    worker: Worker
+    casework: Casework
+
+    def announce_uploads(self, grant: UploadGrant, uploads: Sequence[UploadState]) -> None:
+        """Files that arrived through the upload page enter the conversation like files sent
+        in the chat. The update key names the files, so announcing twice changes nothing."""
+        ids = sorted(upload.id for upload in uploads)
+        digest = hashlib.sha256(",".join(ids).encode()).hexdigest()[:32]
+        files = tuple(
+            FileRef(
+                source=f"{UPLOAD_SOURCE}{upload.id}",
+                name=upload.name,
+                size=upload.size,
+                path=upload.relative_path,
+            )
+            for upload in uploads
+        )
+        self.pipeline.handle(
+            Inbound(
+                channel=grant.channel,
+                user_key=grant.user_key,
+                chat_key=grant.chat_key,
+                update_key=f"upload:{digest}",
+                kind=InboundKind.FILES,
+                files=files,
+            )
+        )
+
+    def scheduled_work(self) -> None:
+        """Reminders to patients and idle cases surfaced to coordinators: read from the
+        cases themselves, so a restart loses nothing and nothing is sent twice. With several
+        workers, one at a time does it."""
+        with run_once(self.engine, "scheduled-work") as mine:
+            if mine:
+                self.casework.remind(self.settings.reminder_days, self.settings.max_reminders)
+                self.casework.surface_idle(self.settings.idle_days)
+
+    def close(self) -> None:
+        self.worker.close()
+        self.engine.dispose()
 
     async def after_update(
         self,
@@ -40,17 +103,87 @@ class App:
     ) -> DeliveryReport:
         """Run the work an update queued (files to store), then deliver every pending reply."""
         await asyncio.to_thread(self.pipeline.run_jobs, openers)
-        return await deliver_pending(self.outbox, senders, coordinators, self.pipeline.clock)
+        return await self.deliver(senders, coordinators)
+
+    async def deliver(
+        self, senders: dict[str, ReplySender], coordinators: CoordinatorSink
+    ) -> DeliveryReport:
+        return await deliver_pending(
+            self.outbox, senders, coordinators, self.pipeline.clock, links=self
+        )
+
+    def upload_link(
+        self, channel: str, chat_key: str, request: UploadLinkRequest, locale: str
+    ) -> tuple[str, int] | None:
+        base = self.settings.public_base_url
+        if base is None:
+            return None
+        hours = self.settings.upload_link_hours
+        token = self.upload_tokens.issue(
+            case_id=request.case_id,
+            channel=channel,
+            user_key=request.user_key or chat_key,
+            chat_key=chat_key,
+            locale=locale,
+            now=self.pipeline.clock(),
+            ttl=timedelta(hours=hours),
+        )
+        return f"{base}/u/{token}", hours
 
 
 def build_app(settings: Settings) -> App:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
-    create_schema(engine)
+    prepare_schema(engine)
+    key = load_key(settings.file_encryption_key, settings.data_dir)
+    old_keys = tuple(decode_key(old) for old in settings.file_encryption_old_keys)
+    files_root = settings.data_dir / "files"
+    files = FileStore(files_root, key, old_keys)
+    documents = DocumentStore(engine)
+    worker = Worker(settings.analysis_memory_mb, settings.analysis_timeout_seconds)
+    ingestor = Ingestor(
+        files,
+        StoreAccess(str(files_root), key, old_keys),
+        documents,
+        worker,
+        settings.case_quota_bytes,
+        settings.stale_imaging_days,
+        clock=lambda: datetime.now(UTC),
+    )
+    uploads = UploadStore(engine, settings.data_dir / "uploads", settings.case_quota_bytes)
     pipeline = Pipeline(
         ConversationStore(engine),
         JobStore(engine),
-        FileStore(settings.data_dir / "files"),
+        files,
+        ingestor=ingestor,
+        uploads=uploads,
         default_locale=settings.default_locale,
     )
-    return App(settings, engine, pipeline, OutboxStore(engine), CaseQueue(engine))
+    return App(
+        settings,
+        engine,
+        pipeline,
+        OutboxStore(engine),
+        CaseQueue(engine),
+        documents,
+        UploadTokens(engine),
+        uploads,
+        worker,
+        Casework(
+            engine,
+            pipeline,
+            files,
+            documents,
+            settings.coordinator_ids,
+            clock=lambda: datetime.now(UTC),
+            followup_questions=settings.followup_questions,
+        ),
+    )
+
+
+def read_stored(app: App, source: str) -> bytes:
+    """A file Huizhen keeps in the store and shows (a preview, an opinion), by its source."""
+    if not source.startswith(STORE_SOURCE):
+        raise ValueError("not a stored file")
+    with app.pipeline.files.open(source.removeprefix(STORE_SOURCE)) as stream:
+        return stream.read(MAX_SHOWN_FILE_BYTES)

@@ -1,4 +1,4 @@
-"""`huizhen run | chat | queue list` (also `python -m bot`)."""
+"""`huizhen run | chat | queue …` (also `python -m bot`)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,27 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot import queue_cli
 from bot.app import build_app
 from bot.channels.console import ConsoleChannel, console_language_hint
 from bot.config import ConfigError, Settings, load_settings
+from storage.database import SchemaOutdated, make_engine, migrate
+from storage.files import CorruptFile
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="huizhen", description="Huizhen second-opinion intake")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run every configured channel (the console when none)")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    commands.add_parser(
+        "rotate-key",
+        help="write every stored file again under FILE_ENCRYPTION_KEY "
+        "(the previous key in FILE_ENCRYPTION_OLD_KEYS)",
+    )
     chat = commands.add_parser("chat", help="talk to Huizhen in this terminal")
     chat.add_argument("--user", default="local", help="who you are, to keep separate chats")
-    queue = commands.add_parser("queue", help="the coordinator queue")
-    queue_commands = queue.add_subparsers(dest="queue_command", required=True)
-    listing = queue_commands.add_parser("list", help="cases in the queue, one line each")
-    listing.add_argument("--status", help="only cases with this status")
+    queue_cli.add_commands(commands.add_parser("queue", help="the coordinator queue"))
     return parser
 
 
@@ -36,14 +42,7 @@ def _chat(settings: Settings, user: str) -> int:
 
 
 def _run(settings: Settings) -> int:
-    if "wechat" in settings.channels:
-        print(
-            "The WeChat channel is configured but not part of this version yet. "
-            "Unset the WECHAT_ settings.",
-            file=sys.stderr,
-        )
-        return 2
-    if "telegram" in settings.channels:
+    if "telegram" in settings.channels or "wechat" in settings.channels:
         from bot.runner import serve
 
         asyncio.run(serve(build_app(settings)))
@@ -51,36 +50,65 @@ def _run(settings: Settings) -> int:
     return _chat(settings, "local")
 
 
-def _queue_list(settings: Settings, status: str | None) -> int:
+def _rotate_key(settings: Settings) -> int:
+    """Safe to run while workers serve (they read old and new keys) and to run again after
+    an interruption: a file is replaced only once its new copy is complete."""
     app = build_app(settings)
-    cases = app.queue.list(status)
-    if not cases:
-        print("The queue is empty." if not status else f"No cases with status {status}.")
-    for case in cases:
-        submitted = case.submitted_at.strftime("%Y-%m-%d %H:%M")
-        print(
-            f"{case.reference}  {case.status:<10} {submitted}  {case.locale:<7} "
-            f"{case.area:<15} {case.verdict:<13} readiness {case.readiness}%"
-        )
+    store = app.pipeline.files
+    done = 0
+    try:
+        for sha256 in store.stored():
+            if store.needs_new_key(sha256):
+                store.reencrypt(sha256)
+                done += 1
+    except CorruptFile as error:
+        print(f"Stopped: a stored file could not be read ({error}).", file=sys.stderr)
+        return 1
+    finally:
+        app.close()
+    print(f"{done} files written under the current key. The old keys can now be removed.")
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    print("The database schema is up to date.")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # These libraries log each request's URL, and a Bot API URL contains the bot's token.
-    for noisy in ("httpx", "httpcore", "aiogram", "telegram"):
+    # These libraries log each request's URL, and a Bot API URL contains the bot's token (a
+    # WeChat API URL its access token and a follower's openid).
+    for noisy in ("httpx", "httpcore", "aiogram", "telegram", "urllib3", "wechatpy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pydicom's warnings quote values from patients' files; aiohttp's access log would show
+    # upload-page paths, which carry the upload token.
+    for private in ("pydicom", "aiohttp.access"):
+        logging.getLogger(private).disabled = True
     try:
         settings = load_settings()
     except ConfigError as error:
         print(f"Huizhen cannot start: {error}", file=sys.stderr)
         return 2
-    if args.command == "chat":
-        return _chat(settings, args.user)
-    if args.command == "run":
-        return _run(settings)
-    return _queue_list(settings, args.status)
+    if args.command == "migrate":
+        return _migrate(settings)
+    if args.command == "rotate-key":
+        return _rotate_key(settings)
+    try:
+        if args.command == "chat":
+            return _chat(settings, args.user)
+        if args.command == "run":
+            return _run(settings)
+        return queue_cli.run(settings, args)
+    except SchemaOutdated as error:
+        print(f"Huizhen cannot start: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

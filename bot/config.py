@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conversations.i18n import SUPPORTED_LOCALES
+from records.checklist import AREAS
+from storage.files import BadEncryptionKey, decode_key
+
+# Oncology decisions rest on current imaging; a slower disease tolerates older scans.
+DEFAULT_STALE_IMAGING_DAYS = {"oncology": 90, "neurology": 180, "cardiovascular": 180}
 
 
 class ConfigError(ValueError):
@@ -28,6 +33,12 @@ class Settings:
     telegram_library: str = "ptb"
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: str | None = None
+    # Behind Telegram's own Bot API server started with --local: files up to 2 GB arrive
+    # as paths on a folder the workers share with it.
+    telegram_local_mode: bool = False
+    # Telegram takes about 30 messages a second from one bot; each worker paces itself to
+    # this share of it (30 divided by the number of workers).
+    telegram_send_rate: int = 30
     coordinator_chat_id: str | None = None
     coordinator_ids: frozenset[str] = field(default_factory=frozenset)
     wechat_app_id: str | None = None
@@ -39,6 +50,25 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     file_encryption_key: str | None = None
+    # Keys files may still be written with, during a rotation (read only).
+    file_encryption_old_keys: tuple[str, ...] = ()
+    # Everything one case may hold in the file store, archives unpacked.
+    case_quota_bytes: int = 20 * 1024**3
+    upload_link_hours: int = 24
+    # Imaging older than this many days is flagged, per area (an area not listed: no rule).
+    stale_imaging_days: Mapping[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_STALE_IMAGING_DAYS)
+    )
+    # Limits of the worker process that opens files (archives, DICOM, previews).
+    analysis_timeout_seconds: int = 300
+    analysis_memory_mb: int = 1536
+    # A patient asked for records is reminded every this many days, at most this many times.
+    reminder_days: int = 3
+    max_reminders: int = 2
+    # Coordinators hear about a case left this many days in one status.
+    idle_days: int = 3
+    # Questions a patient may ask about the opinion they received.
+    followup_questions: int = 3
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -61,6 +91,8 @@ KNOWN_VARIABLES = frozenset(
         "TELEGRAM_LIBRARY",
         "TELEGRAM_WEBHOOK_URL",
         "TELEGRAM_WEBHOOK_SECRET",
+        "TELEGRAM_LOCAL_MODE",
+        "TELEGRAM_SEND_RATE",
         "COORDINATOR_CHAT_ID",
         "COORDINATOR_IDS",
         "WECHAT_APP_ID",
@@ -72,12 +104,35 @@ KNOWN_VARIABLES = frozenset(
         "WEB_HOST",
         "WEB_PORT",
         "FILE_ENCRYPTION_KEY",
+        "FILE_ENCRYPTION_OLD_KEYS",
+        "CASE_QUOTA_MB",
+        "UPLOAD_LINK_HOURS",
+        "STALE_IMAGING_DAYS",
+        "ANALYSIS_TIMEOUT_SECONDS",
+        "ANALYSIS_MEMORY_MB",
+        "REMINDER_DAYS",
+        "MAX_REMINDERS",
+        "IDLE_DAYS",
+        "FOLLOWUP_QUESTIONS",
     }
 )
 
 
 # Variables with these prefixes are ours: an unknown one is almost always a typo.
-_OWN_PREFIXES = ("TELEGRAM_", "WECHAT_", "COORDINATOR_")
+_OWN_PREFIXES = (
+    "TELEGRAM_",
+    "WECHAT_",
+    "COORDINATOR_",
+    "UPLOAD_",
+    "ANALYSIS_",
+    "CASE_",
+    "STALE_",
+    "FILE_",
+    "REMINDER_",
+    "MAX_",
+    "IDLE_",
+    "FOLLOWUP_",
+)
 
 
 def _check_unknown(env: Mapping[str, str]) -> None:
@@ -170,6 +225,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         telegram_library=_choice(env, "TELEGRAM_LIBRARY", ("ptb", "aiogram")),
         telegram_webhook_url=_url(env, "TELEGRAM_WEBHOOK_URL"),
         telegram_webhook_secret=_text(env, "TELEGRAM_WEBHOOK_SECRET"),
+        telegram_local_mode=_flag(env, "TELEGRAM_LOCAL_MODE"),
+        telegram_send_rate=_positive(env, "TELEGRAM_SEND_RATE", 30),
         coordinator_chat_id=_chat_id(env, "COORDINATOR_CHAT_ID"),
         coordinator_ids=_ids(env, "COORDINATOR_IDS"),
         wechat_app_id=_text(env, "WECHAT_APP_ID"),
@@ -181,5 +238,80 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_base_url=_url(env, "PUBLIC_BASE_URL"),
         web_host=_text(env, "WEB_HOST") or "127.0.0.1",
         web_port=_port(env, "WEB_PORT", 8080),
-        file_encryption_key=_text(env, "FILE_ENCRYPTION_KEY"),
+        file_encryption_key=_encryption_key(env, "FILE_ENCRYPTION_KEY"),
+        file_encryption_old_keys=_old_keys(env, "FILE_ENCRYPTION_OLD_KEYS"),
+        case_quota_bytes=_positive(env, "CASE_QUOTA_MB", 20 * 1024) * 1024**2,
+        upload_link_hours=_positive(env, "UPLOAD_LINK_HOURS", 24),
+        stale_imaging_days=_days_by_area(env, "STALE_IMAGING_DAYS"),
+        analysis_timeout_seconds=_positive(env, "ANALYSIS_TIMEOUT_SECONDS", 300),
+        analysis_memory_mb=_positive(env, "ANALYSIS_MEMORY_MB", 1536),
+        reminder_days=_positive(env, "REMINDER_DAYS", 3),
+        max_reminders=_count(env, "MAX_REMINDERS", 2),
+        idle_days=_positive(env, "IDLE_DAYS", 3),
+        followup_questions=_count(env, "FOLLOWUP_QUESTIONS", 3),
     )
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _text(env, name)
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise ConfigError(f"{name} must be a whole number (0 or more)")
+    return int(value)
+
+
+def _encryption_key(env: Mapping[str, str], name: str) -> str | None:
+    value = _text(env, name)
+    if value is not None:
+        try:
+            decode_key(value)
+        except BadEncryptionKey as error:
+            raise ConfigError(str(error)) from None
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = (_text(env, name) or "no").lower()
+    if value not in ("1", "true", "yes", "0", "false", "no"):
+        raise ConfigError(f"{name} must be yes or no")
+    return value in ("1", "true", "yes")
+
+
+def _old_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    value = _text(env, name)
+    if value is None:
+        return ()
+    keys = tuple(part.strip() for part in value.split(",") if part.strip())
+    for key in keys:
+        try:
+            decode_key(key)
+        except BadEncryptionKey:
+            raise ConfigError(f"{name} must be a comma-separated list of 32-byte keys") from None
+    return keys
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _text(env, name)
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) == 0:
+        raise ConfigError(f"{name} must be a whole number above zero")
+    return int(value)
+
+
+def _days_by_area(env: Mapping[str, str], name: str) -> Mapping[str, int]:
+    """`oncology:90,neurology:180`: replaces the defaults; an area left out has no rule."""
+    value = _text(env, name)
+    if value is None:
+        return dict(DEFAULT_STALE_IMAGING_DAYS)
+    result: dict[str, int] = {}
+    for part in value.split(","):
+        area, _, days = part.strip().partition(":")
+        if area not in AREAS or not days.strip().isdigit():
+            raise ConfigError(
+                f"{name} must look like oncology:90,neurology:180 with areas from: "
+                + ", ".join(sorted(AREAS))
+            )
+        result[area] = int(days)
+    return result

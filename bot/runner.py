@@ -1,4 +1,5 @@
-"""Starting the configured platform channels and keeping them running until stopped."""
+"""Starting the configured platform channels (Telegram, WeChat) and keeping them running until
+stopped."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from aiohttp import web
 from bot.app import App
 from bot.channels.telegram_base import TelegramClient
 from bot.channels.telegram_runtime import TelegramChannel
+from bot.channels.wechat_runtime import WEBHOOK_PATH as WECHAT_WEBHOOK_PATH
+from bot.channels.wechat_runtime import WeChatChannel
 from bot.config import Settings
+from bot.upload_page import UploadPage
 from bot.web import make_web_app
+from storage.uploads import UploadGrant, UploadState
 
 log = logging.getLogger(__name__)
 
@@ -24,34 +29,71 @@ def telegram_client(settings: Settings) -> TelegramClient:
     if settings.telegram_library == "aiogram":
         from bot.channels.telegram_aiogram import AiogramClient
 
-        return AiogramClient(settings.telegram_bot_token, settings.telegram_api_base_url)
+        return AiogramClient(
+            settings.telegram_bot_token,
+            settings.telegram_api_base_url,
+            local_mode=settings.telegram_local_mode,
+        )
     from bot.channels.telegram import PtbClient
 
-    return PtbClient(settings.telegram_bot_token, settings.telegram_api_base_url)
+    return PtbClient(
+        settings.telegram_bot_token,
+        settings.telegram_api_base_url,
+        local_mode=settings.telegram_local_mode,
+    )
 
 
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:
-    """Run Telegram (polling, or the webhook behind the web app) until `stop` is set or a
-    termination signal arrives."""
+    """Run the configured channels (Telegram by polling or webhook, WeChat by its webhook) and
+    the one web app they share, until `stop` is set or a termination signal arrives."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    channel = TelegramChannel(app, telegram_client(app.settings))
+    channels = app.settings.channels
+    telegram = (
+        TelegramChannel(app, telegram_client(app.settings)) if "telegram" in channels else None
+    )
+    # Coordinators' cards go to the Telegram group; Telegram runs the scheduled work when
+    # both channels run in this process.
+    wechat = (
+        WeChatChannel(app, coordinators=telegram, run_schedule=telegram is None)
+        if "wechat" in channels
+        else None
+    )
     webhook = app.settings.telegram_webhook_url is not None
-    await channel.start(polling=not webhook)
-    runner = web.AppRunner(make_web_app(channel))
+    if telegram is not None:
+        await telegram.start(polling=not webhook)
+    if wechat is not None:
+        await wechat.start()
+
+    async def announce(grant: UploadGrant, uploads: list[UploadState]) -> None:
+        await asyncio.to_thread(app.announce_uploads, grant, uploads)
+        if grant.channel == "wechat" and wechat is not None:
+            wechat.files_arrived()
+        elif telegram is not None:
+            telegram.files_arrived()
+
+    page = UploadPage(app.upload_tokens, app.uploads, announce)
+    # No access log: upload-page paths carry the secret token.
+    runner = web.AppRunner(make_web_app(telegram, page, wechat=wechat), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, app.settings.web_host, app.settings.web_port)
     await site.start()
-    log.warning(
-        "Telegram channel running (%s, %s)",
-        channel.client.library,
-        "webhook" if webhook else "long polling",
-    )
+    if telegram is not None:
+        log.warning(
+            "Telegram channel running (%s, %s)",
+            telegram.client.library,
+            "webhook" if webhook else "long polling",
+        )
+    if wechat is not None:
+        log.warning("WeChat channel running (webhook at %s)", WECHAT_WEBHOOK_PATH)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
-        await channel.stop()
+        if wechat is not None:
+            await wechat.stop()
+        if telegram is not None:
+            await telegram.stop()

@@ -1,6 +1,6 @@
-"""The one web app: the Telegram webhook and a health check (WeChat and the upload page plug
-in here too). An update is answered 200 only after it is stored, so Telegram resends it if we
-fail before that."""
+"""The one web app: the Telegram and WeChat webhooks, the upload page and a health check. A
+Telegram update is answered 200 only after it is stored, so Telegram resends it if we fail
+before that; WeChat's webhook (/wechat) has its own rules, in bot/channels/wechat_runtime.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import logging
 
 from aiohttp import web
 
+from bot.app import App
 from bot.channels.telegram_runtime import TelegramChannel
+from bot.channels.wechat_runtime import WeChatChannel, add_wechat_routes
+from bot.observability import add_observability_routes
+from bot.upload_page import UploadPage, add_upload_routes
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +25,26 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 TELEGRAM_KEY: web.AppKey[TelegramChannel] = web.AppKey("telegram", TelegramChannel)
 
 
-def make_web_app(telegram: TelegramChannel | None) -> web.Application:
+def make_web_app(
+    telegram: TelegramChannel | None,
+    uploads: UploadPage | None = None,
+    core: App | None = None,
+    wechat: WeChatChannel | None = None,
+) -> web.Application:
     app = web.Application(client_max_size=MAX_UPDATE_BYTES)
-    app.router.add_get("/healthz", _health)
+    core = core or (telegram.app if telegram is not None else None)
+    core = core or (wechat.app if wechat is not None else None)
+    if core is not None:
+        add_observability_routes(app, core)
+    else:
+        app.router.add_get("/healthz", _health)
     if telegram is not None:
         app[TELEGRAM_KEY] = telegram
         app.router.add_post(TELEGRAM_WEBHOOK_PATH, _telegram_update)
+    if uploads is not None:
+        add_upload_routes(app, uploads)
+    if wechat is not None:
+        add_wechat_routes(app, wechat)
     return app
 
 

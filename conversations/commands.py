@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from conversations.case_progress import status_lines
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import (
     N_,
@@ -135,15 +136,7 @@ def _back(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
 
 def _status(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
     t = translator(state.locale)
-    lines = []
-    for case in state.submitted:
-        lines.append(
-            t(
-                "Case {reference}: submitted on {date}. A coordinator will contact you here.",
-                reference=case.reference,
-                date=t.date(case.submitted_at.date()),
-            )
-        )
+    lines = status_lines(state, t)
     if state.step != "submitted":
         lines.append(t("You are at: {where}.", where=t(_describe(state.step))))
     return _show(state, ["\n".join(lines)])

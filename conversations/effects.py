@@ -46,4 +46,22 @@ class NotifyCoordinators(BaseModel):
     notice: CoordinatorNotice
 
 
-Effect = ConsentGiven | CaseSubmitted | IngestFile | NotifyCoordinators
+class FollowUpAsked(BaseModel):
+    """A patient's question about the opinion they received: the case returns to the queue."""
+
+    kind: Literal["follow_up_asked"] = "follow_up_asked"
+    case_id: str
+    reference: str
+    text: str
+    asked_at: datetime
+
+
+class FileSorted(BaseModel):
+    """The patient said which checklist item a file is: its stored record follows."""
+
+    kind: Literal["file_sorted"] = "file_sorted"
+    file_id: str
+    item: str
+
+
+Effect = ConsentGiven | CaseSubmitted | IngestFile | NotifyCoordinators | FollowUpAsked | FileSorted

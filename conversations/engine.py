@@ -6,21 +6,27 @@ a file or a network, so random event sequences can drive it in tests.
 
 from __future__ import annotations
 
-from conversations import commands
+from conversations import case_progress, commands, file_feedback
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import Translator, negotiate, translator
 from conversations.redflags import is_red_flag
-from conversations.state import ConversationState, RecordFile, RecordItem
+from conversations.state import ConversationState
 from conversations.step import Context, Outcome
 from conversations.steps.records import accept_files
 from conversations.transition import Transition, advance, prompt_ref, render
-from handlers.events import Inbound, InboundKind
+from handlers.events import Inbound, InboundKind, UploadLinkRequest
+from records.report import FilesReport
 
 
 def new_state(event: Inbound, default_locale: str) -> ConversationState:
     return ConversationState(
         step=FIRST_STEP, locale=negotiate(event.language_hint) or default_locale
     )
+
+
+# Channels whose chats cannot receive files (WeChat Official Accounts): asked for files, the
+# patient gets an upload link instead.
+FILELESS_CHANNELS = frozenset({"wechat"})
 
 
 def handle(
@@ -34,6 +40,28 @@ def handle(
     """The next state, replies and effects. The given state is left as it was, unless the
     caller says it is `owned` (just loaded, held by no one else): then it is reused in place,
     which spares a deep copy on every message."""
+    transition = _handle(state, event, ctx, default_locale, owned=owned)
+    case_id = transition.state.draft.case_id
+    for index, reply in enumerate(transition.replies):
+        if reply.expects_files and event.channel in FILELESS_CHANNELS and case_id:
+            # Where a chat cannot carry files, the upload page is how they arrive.
+            reply = reply.model_copy(update={"upload_link": UploadLinkRequest(case_id=case_id)})
+        if reply.upload_link is not None:
+            # The link will belong to this conversation: uploads are told back to it.
+            link = reply.upload_link.model_copy(update={"user_key": event.user_key})
+            reply = reply.model_copy(update={"upload_link": link})
+        transition.replies[index] = reply
+    return transition
+
+
+def _handle(
+    state: ConversationState | None,
+    event: Inbound,
+    ctx: Context,
+    default_locale: str = "en",
+    *,
+    owned: bool = False,
+) -> Transition:
     if state is None:
         state = new_state(event, default_locale)
         if event.kind != InboundKind.SYSTEM:
@@ -49,6 +77,8 @@ def handle(
         return _pause_for_emergency(state, event.text)
     if event.kind == InboundKind.CHOICE:
         return _choice(state, event, ctx, t)
+    if event.kind == InboundKind.TEXT and state.followup_case and event.text.strip():
+        return case_progress.followup_text(state, event.text.strip(), ctx.now, t)
     if event.kind == InboundKind.TEXT:
         return _text(state, event.text, ctx, t)
     return _files(state, event, ctx, t)
@@ -75,6 +105,10 @@ def _pause_for_emergency(state: ConversationState, text: str) -> Transition:
 
 
 def _choice(state: ConversationState, event: Inbound, ctx: Context, t: Translator) -> Transition:
+    if event.choice_id.startswith(file_feedback.SIDE_PREFIXES):
+        return file_feedback.side_choice(state, event.choice_id, t)
+    if event.choice_id.startswith(case_progress.FOLLOWUP_PREFIX):
+        return case_progress.followup_choice(state, event.choice_id, t)
     if state.overlay:
         handled = commands.overlay_choice(state, event.choice_id, ctx)
         if handled is not None:
@@ -144,67 +178,34 @@ def _files(state: ConversationState, event: Inbound, ctx: Context, t: Translator
     files = tuple(file for file in event.files if not file.too_large)
     refusals = [too_large_note(file.name, t) for file in too_large]
     if not files:
-        return Transition(state, render(state, Outcome(notes=refusals, prompt=False)))
+        outcome = Outcome(notes=refusals, prompt=False, upload_link=True)
+        return Transition(state, render(state, outcome))
     step = STEPS[state.step]
     if step.on_files is not None:
         outcome = step.on_files(state, files, ctx, t)
     else:
         outcome = accept_files(state, "", files, ctx, t)
-        outcome.notes.append(
-            t("I'll keep this with your case. We'll sort files into the checklist together later.")
-        )
+        outcome.notes.append(t("I'll check it now and keep it with your case."))
     # One message acknowledges everything sent at once (an album is several files).
     outcome.notes = ["\n\n".join(note for note in [*refusals, *outcome.notes] if note)]
+    outcome.upload_link = bool(refusals)
     return advance(state, outcome)
 
 
 def too_large_note(name: str, t: Translator) -> str:
     return t(
-        "{name} is too large for me to receive here. A secure upload page for large files is "
-        "not ready yet, so please keep the file: a coordinator will help you send it another "
-        "way. Nothing from this file was kept.",
+        "{name} is too large to send in this chat, so nothing of it was kept here. Please send "
+        "it through your secure upload page instead: it takes files of any size, and whole "
+        "folders such as a hospital disc.",
         name=name or t("This file"),
     )
 
 
 def _system(state: ConversationState, event: Inbound, t: Translator) -> Transition:
-    """Results of background work (a stored or unreadable file) fed back into the state."""
-    file_id = event.system.get("file_id", "")
-    outcome_event = event.system.get("event", "")
-    reason = event.system.get("reason", "")
-    groups = [*state.draft.records.values()]
-    for record in groups:
-        for file in record.files:
-            if file.file_id == file_id:
-                return _file_result(state, record.files, file, outcome_event, reason, t, record)
-    for file in state.draft.unsorted_files:
-        if file.file_id == file_id:
-            return _file_result(
-                state, state.draft.unsorted_files, file, outcome_event, reason, t, None
-            )
+    """Results of background work (files stored and checked) fed back into the state."""
+    if event.system.get("event") == "case_update":
+        return case_progress.case_update(state, event.system, t)
+    if event.system.get("event") == "files_checked":
+        report = FilesReport.model_validate_json(event.system.get("report", "{}"))
+        return file_feedback.files_checked(state, report, t)
     return Transition(state, via="system")
-
-
-def _file_result(
-    state: ConversationState,
-    files: list[RecordFile],
-    file: RecordFile,
-    outcome_event: str,
-    reason: str,
-    t: Translator,
-    record: RecordItem | None,
-) -> Transition:
-    if outcome_event == "file_stored":
-        file.status = "stored"
-        return Transition(state, via="system")
-    files.remove(file)
-    if record is not None and not record.files and record.status == "uploaded":
-        record.status = "later"
-    if reason == "too_large":
-        note = too_large_note(file.name, t)
-    else:
-        note = t(
-            "Sorry, I couldn't save {name}. Please try sending it again.",
-            name=file.name or t("a file"),
-        )
-    return Transition(state, render(state, Outcome(notes=[note], prompt=False)), via="system")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -45,6 +45,8 @@ class RecordFile(BaseModel):
     name: str
     size: int | None = None
     status: FileStatus = "received"
+    # What checking found it to be (records.classify.FileKind), once checked.
+    kind: str = ""
 
 
 class RecordItem(BaseModel):
@@ -68,6 +70,16 @@ class IntakeDraft(BaseModel):
     records: dict[str, RecordItem] = Field(default_factory=dict)
     record_cursor: int = 0
     unsorted_files: list[RecordFile] = Field(default_factory=list)
+    # Files waiting for the patient to say which checklist item they are, first asked first.
+    sorting: list[str] = Field(default_factory=list)
+    # DICOM studies shown as a preview: study key -> "asked", "confirmed" or "not_meant".
+    scans: dict[str, str] = Field(default_factory=dict)
+    # The person named in a study shown for confirmation: study key -> (name, birth date).
+    scan_people: dict[str, tuple[str, date | None]] = Field(default_factory=dict)
+    # The patient as their own scans name them, once the patient confirmed a scan: later
+    # scans naming someone else are pointed out.
+    patient_name: str | None = None
+    patient_birth_date: date | None = None
 
     def has_health_data(self) -> bool:
         return bool(
@@ -88,6 +100,12 @@ class SubmittedCase(BaseModel):
     case_id: str
     reference: str
     submitted_at: datetime
+    # Where the coordinators have it (handlers/casework.py STATUSES), as last told.
+    status: str = "submitted"
+    # Checklist items the coordinator asked for, and their note (their words, verbatim).
+    requested: list[str] = Field(default_factory=list)
+    note: str = ""
+    followups_left: int = 0
 
 
 Overlay = Literal["language", "restart", "newcase"]
@@ -113,6 +131,8 @@ class ConversationState(BaseModel):
     submitted: list[SubmittedCase] = Field(default_factory=list)
     # Where the patient came from (a deep-link payload such as t.me/bot?start=clinic-42).
     referral: str | None = None
+    # The submitted case whose follow-up question the patient is typing.
+    followup_case: str | None = None
 
     @property
     def consented(self) -> bool:

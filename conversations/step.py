@@ -30,6 +30,8 @@ class Outcome:
     # False when the notes already say everything (for example, a file acknowledgement
     # while the user is still sending files): the question is not repeated.
     prompt: bool = True
+    # The first message carries a secure upload link for the case (big files, a whole disc).
+    upload_link: bool = False
 
 
 @dataclass(frozen=True)

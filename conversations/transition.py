@@ -11,7 +11,7 @@ from conversations.i18n import N_, SUPPORTED_LOCALES, Translator, language_name,
 from conversations.state import ConversationState
 from conversations.step import Outcome
 from conversations.steps.records import current_item
-from handlers.events import Option, Outbound
+from handlers.events import Option, Outbound, UploadLinkRequest
 
 # Steps whose entry and exit are not part of the /back history.
 _OUTSIDE_HISTORY = frozenset({"emergency_paused"})
@@ -81,6 +81,9 @@ def render(state: ConversationState, outcome: Outcome) -> list[Outbound]:
     replies[-1] = last.model_copy(
         update={"options": options, "prompt_ref": prompt_ref(state), "expects_files": expects_files}
     )
+    if outcome.upload_link and state.draft.case_id is not None:
+        link = UploadLinkRequest(case_id=state.draft.case_id)
+        replies[0] = replies[0].model_copy(update={"upload_link": link})
     return replies
 
 

@@ -1,29 +1,71 @@
-"""Coordinator actions from a chat: platform-neutral rendering of case cards and the rules
-for who may act. Only accounts listed in COORDINATOR_IDS act; every attempt is recorded."""
+"""The case card in the coordinators' chat: platform-neutral text and buttons, and what each
+button does. The card is one message, edited in place as the case moves; choosing items to
+request or a reason to decline happens on the card itself (a picker), then the card returns.
+
+Button ids are `<action>:<reference>[:<value>]`, well inside Telegram's 64 bytes."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from conversations.case_progress import DECLINE_REASONS
 from conversations.fit import VERDICT_TITLES
 from conversations.i18n import COORDINATOR_LOCALES, N_, bilingual, translator
 from conversations.state import ConversationState, IntakeDraft
 from conversations.steps.records import draft_readiness
-from records.checklist import AREAS
-from storage.models import Case, CoordinatorAction
+from handlers.casework import Actor, Casework, CaseworkRefused
+from handlers.summary import SECTION_IDS
+from records import directions
+from records.checklist import AREAS, ITEMS, checklist_for
+from storage.models import Case, CaseEvent
 
-CLAIM = N_("Claim")
+STATUS_LABELS = {
+    "submitted": N_("submitted"),
+    "in_review": N_("in review"),
+    "waiting_for_patient": N_("waiting for the patient"),
+    "ready_to_send": N_("ready to send"),
+    "sent_to_specialist": N_("sent to a specialist"),
+    "opinion_received": N_("opinion received"),
+    "opinion_delivered": N_("opinion delivered"),
+    "closed": N_("closed"),
+    "declined": N_("declined"),
+}
+
+# Buttons per status: (action, target status or "", label).
+BUTTONS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "submitted": (("claim", "", N_("Claim")), ("decline", "", N_("Decline"))),
+    "in_review": (
+        ("pick", "", N_("Request items")),
+        ("move", "ready_to_send", N_("Ready to send")),
+        ("decline", "", N_("Decline")),
+        ("move", "submitted", N_("Unclaim")),
+    ),
+    "waiting_for_patient": (
+        ("move", "ready_to_send", N_("Ready to send")),
+        ("pick", "", N_("Request items")),
+        ("move", "in_review", N_("Back to review")),
+    ),
+    "ready_to_send": (
+        ("move", "sent_to_specialist", N_("Sent to specialist")),
+        ("move", "in_review", N_("Back to review")),
+    ),
+    "sent_to_specialist": (("move", "ready_to_send", N_("Not sent after all")),),
+    "opinion_delivered": (("move", "closed", N_("Close")), ("move", "in_review", N_("Reopen"))),
+    "closed": (("move", "in_review", N_("Reopen")),),
+    "declined": (("move", "in_review", N_("Reopen")),),
+}
+MAX_FOLLOWUP_SHOWN = 600
 
 
 @dataclass(frozen=True)
 class CaseCard:
     reference: str
     text: str
-    # (label, action id) pairs; the action id is "claim:<reference>".
+    # (label, action id) pairs.
     actions: tuple[tuple[str, str], ...]
 
 
@@ -34,84 +76,182 @@ class ActionResult:
     card: CaseCard | None = None
 
 
-def render_card(case: Case, now: datetime) -> CaseCard:
+def _both(message: str) -> str:
+    """A short label in every coordinator language, for buttons."""
+    return " / ".join(translator(locale)(message) for locale in COORDINATOR_LOCALES)
+
+
+def _duration(case: Case, now: datetime) -> tuple[int, str]:
+    since = case.status_changed_at or case.updated_at
+    hours = max(0, int((now.replace(tzinfo=None) - since.replace(tzinfo=None)).total_seconds()))
+    hours //= 3600
+    return (hours // 24, "d") if hours >= 48 else (hours, "h")
+
+
+def render_card(case: Case, now: datetime, events: list[CaseEvent] | None = None) -> CaseCard:
     draft = IntakeDraft.model_validate_json(case.answers_json)
     result = draft_readiness(ConversationState(step="submitted", locale=case.locale, draft=draft))
-    waited = now.replace(tzinfo=None) - case.updated_at.replace(tzinfo=None)
-    hours = max(0, int(waited.total_seconds() // 3600))
+    amount, unit = _duration(case, now)
+    requested = [ITEMS[i] for i in json.loads(case.requested_json or "[]") if i in ITEMS]
+    followups = [e for e in events or [] if e.kind == "follow_up"]
     blocks = []
     for locale in COORDINATOR_LOCALES:
         t = translator(locale)
         missing = t.join([t(item.label) for item in result.missing_critical]) or t("none")
+        status = t(STATUS_LABELS.get(case.status, case.status))
         lines = [
             t("Case {reference}", reference=case.reference),
-            t("Status: {status} (for {hours} h)", status=case.status, hours=hours),
+            t(
+                "Status: {status} (for {amount} {unit})",
+                status=status,
+                amount=amount,
+                unit=t("days") if unit == "d" else t("hours"),
+            ),
             t("Language: {locale}", locale=case.locale),
             t("Area: {value}", value=t(AREAS.get(case.area, case.area))),
             t("Assessment: {value}", value=t(VERDICT_TITLES.get(case.verdict, case.verdict))),
             t("Readiness: {score}%", score=case.readiness),
             t("Missing: {items}", items=missing),
         ]
+        if requested:
+            lines.append(t("Requested: {items}", items=t.join([t(i.label) for i in requested])))
         if case.coordinator:
             lines.append(t("Claimed by: {coordinator}", coordinator=case.coordinator))
+        found = directions.for_area(case.area)
+        if found and case.status in ("in_review", "waiting_for_patient", "ready_to_send"):
+            chinese = locale.startswith("zh")
+            names = [
+                f"{d.hospital} ({d.city}, {d.strength_zh if chinese else d.strength_en})"
+                for d in found
+            ]
+            lines.append(
+                t(
+                    "Directions to consider (you decide; never promised to the patient): {list}",
+                    list="; ".join(names),
+                )
+            )
         blocks.append("\n".join(lines))
-    actions: tuple[tuple[str, str], ...] = ()
-    if case.status == "submitted":
-        label = " / ".join(translator(locale)(CLAIM) for locale in COORDINATOR_LOCALES)
-        actions = ((label, f"claim:{case.reference}"),)
-    return CaseCard(case.reference, "\n\n".join(blocks), actions)
+    if followups:
+        question = followups[-1].note[:MAX_FOLLOWUP_SHOWN]
+        blocks.append(bilingual(N_("Follow-up question from the patient:")) + f"\n{question}")
+    return CaseCard(case.reference, "\n\n".join(blocks), _actions(case))
+
+
+def _actions(case: Case) -> tuple[tuple[str, str], ...]:
+    ref = case.reference
+    if case.card_mode == "pick":
+        picked = set(json.loads(case.card_picks_json or "[]"))
+        draft = IntakeDraft.model_validate_json(case.answers_json)
+        items = tuple(
+            (("✓ " if item.id in picked else "") + _both(item.label), f"toggle:{ref}:{item.id}")
+            for item in checklist_for(draft.area)
+        )
+        return (
+            *items,
+            (_both(N_("Send the request")), f"send:{ref}"),
+            (_both(N_("Cancel")), f"cancel:{ref}"),
+        )
+    if case.card_mode == "decline":
+        reasons = tuple(
+            (_both(text), f"declined:{ref}:{reason}") for reason, text in DECLINE_REASONS.items()
+        )
+        return (*reasons, (_both(N_("Cancel")), f"cancel:{ref}"))
+    return tuple(
+        (_both(label), f"{action}:{ref}" + (f":{target}" if target else ""))
+        for action, target, label in BUTTONS.get(case.status, ())
+    )
 
 
 class CoordinatorDesk:
-    def __init__(self, engine: Engine, coordinator_ids: frozenset[str]) -> None:
-        self.engine = engine
-        self.coordinator_ids = coordinator_ids
+    """The card and its buttons, over Casework; used by every coordinators' chat channel."""
+
+    def __init__(self, casework: Casework) -> None:
+        self.casework = casework
 
     def card(self, reference: str, now: datetime) -> CaseCard | None:
-        with Session(self.engine) as session:
-            case = session.exec(select(Case).where(Case.reference == reference)).first()
-            return None if case is None else render_card(case, now)
+        try:
+            case = self.casework.case(reference)
+        except CaseworkRefused:
+            return None
+        return render_card(case, now, self.casework.events(case.id))
 
     def remember_card(self, reference: str, message_ref: str) -> None:
-        with Session(self.engine) as session:
-            case = session.exec(select(Case).where(Case.reference == reference)).first()
-            if case is not None:
-                case.card_message_ref = message_ref
-                session.add(case)
-                session.commit()
+        self._set(reference, card_message_ref=message_ref)
 
     def card_message_ref(self, reference: str) -> str | None:
-        with Session(self.engine) as session:
-            case = session.exec(select(Case).where(Case.reference == reference)).first()
-            return None if case is None else case.card_message_ref
+        try:
+            return self.casework.case(reference).card_message_ref
+        except CaseworkRefused:
+            return None
 
-    def act(self, actor: str, action_id: str, now: datetime) -> ActionResult:
-        action, _, reference = action_id.partition(":")
-        allowed = actor in self.coordinator_ids
-        with Session(self.engine) as session:
-            session.add(
-                CoordinatorAction(
-                    actor=actor, action=action, case_reference=reference, allowed=allowed, at=now
-                )
+    def act(self, actor_id: str, action_id: str, now: datetime) -> ActionResult:
+        action, _, rest = action_id.partition(":")
+        reference, _, value = rest.partition(":")
+        actor = Actor(actor_id, "chat")
+        try:
+            answer = self._do(action, reference, value, actor)
+        except CaseworkRefused as refused:
+            allowed = actor_id in self.casework.coordinator_ids
+            return ActionResult(allowed, str(refused), self.card(reference, now))
+        return ActionResult(True, answer, self.card(reference, now))
+
+    def translate(self, actor_id: str, args: str) -> str:
+        """`/translate REF SECTION text` in the coordinators' chat."""
+        reference, section, text = [*args.split(maxsplit=2), "", "", ""][:3]
+        if section not in SECTION_IDS or not text.strip():
+            return bilingual(
+                N_("Write: /translate REFERENCE SECTION text. Sections: {sections}"),
+                sections=", ".join(SECTION_IDS),
             )
-            case = session.exec(select(Case).where(Case.reference == reference)).first()
-            if not allowed:
-                session.commit()
-                return ActionResult(False, bilingual("Only coordinators can act on cases."))
-            if case is None or action != "claim":
-                session.commit()
-                return ActionResult(True, bilingual("That case or action is not known."))
-            if case.status != "submitted":
-                session.commit()
-                return ActionResult(
-                    True, bilingual("This case was already claimed."), render_card(case, now)
-                )
-            case.status = "in_review"
-            case.coordinator = actor
-            case.updated_at = now
-            session.add(case)
+        try:
+            self.casework.translate(reference, section, text.strip(), Actor(actor_id, "chat"))
+        except CaseworkRefused as refused:
+            return str(refused)
+        return bilingual(N_("Translation saved for {reference}."), reference=reference.upper())
+
+    def _do(self, action: str, reference: str, value: str, actor: Actor) -> str:
+        work = self.casework
+        if action == "claim":
+            work.claim(reference, actor)
+            return bilingual(N_("You have claimed this case."))
+        if action == "move":
+            work.move(reference, value, actor)
+            return bilingual(N_("Done."))
+        if action == "declined":
+            work.move(reference, "declined", actor, reason=value)
+            return bilingual(N_("The case is declined; the patient has been told kindly."))
+        # The pickers: only coordinators open them, and nothing is sent until confirmed.
+        work.authorise(actor, action, reference)
+        case = work.case(reference)
+        if action == "pick":
+            self._set(reference, card_mode="pick", card_picks_json="[]")
+        elif action == "decline":
+            self._set(reference, card_mode="decline")
+        elif action == "toggle" and case.card_mode == "pick" and value in ITEMS:
+            picked = set(json.loads(case.card_picks_json or "[]")) ^ {value}
+            self._set(reference, card_picks_json=json.dumps(sorted(picked)))
+        elif action == "send" and case.card_mode == "pick":
+            picked = json.loads(case.card_picks_json or "[]")
+            if not picked:
+                return bilingual(N_("Choose at least one item first."))
+            work.request(reference, picked, actor)
+            return bilingual(N_("The patient has been asked, in their language."))
+        elif action == "cancel":
+            self._set(reference, card_mode="", card_picks_json="[]")
+        else:
+            return bilingual(N_("That case or action is not known."))
+        return ""
+
+    def _set(self, reference: str, **values: str) -> None:
+        try:
+            case = self.casework.case(reference)
+        except CaseworkRefused:
+            return
+        with Session(self.casework.engine) as session:
+            fresh = session.get(Case, case.id)
+            if fresh is None:
+                return
+            for name, value in values.items():
+                setattr(fresh, name, value)
+            session.add(fresh)
             session.commit()
-            session.refresh(case)
-            return ActionResult(
-                True, bilingual("You have claimed this case."), render_card(case, now)
-            )

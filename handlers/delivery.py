@@ -11,15 +11,20 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, Protocol
 
-from handlers.events import CoordinatorNotice, Outbound
-from storage.outbox import OutboxStore
+from conversations.i18n import translator
+from handlers.events import CoordinatorNotice, Outbound, UploadLinkRequest
+from handlers.metrics import DELIVERIES
+from storage.outbox import OutboxStore, PendingMessage
 
 log = logging.getLogger(__name__)
 
 MAX_DELIVERY_ATTEMPTS = 8
+# Rows one round takes: about two seconds at Telegram's overall rate. A worker holds what it
+# claimed while it paces the sends, so a small batch leaves the rest to other workers.
+DELIVERY_BATCH = 60
 
 
 class RetryLater(Exception):
@@ -34,11 +39,27 @@ class Undeliverable(Exception):
     """The platform will never take this message (the user blocked the bot, chat gone)."""
 
 
-class ReplySender(Protocol):
-    """Delivers replies to one channel's chats. Raises RetryLater, Undeliverable, or any other
-    exception for a passing fault (retried with backoff)."""
+class WaitForUser(Exception):
+    """The platform lets us write only after the user writes again (WeChat's 48-hour window
+    for customer-service messages): the message stays pending, unchanged, and goes out with
+    the answer to their next message."""
 
-    async def send(self, chat_key: str, message: Outbound) -> None: ...
+
+class ReplySender(Protocol):
+    """Delivers replies to one channel's chats and returns the platform's id of the message
+    (None where the channel has none). Raises RetryLater, Undeliverable, or any other exception
+    for a passing fault (retried with backoff)."""
+
+    async def send(self, chat_key: str, message: Outbound) -> str | None: ...
+
+
+class LinkIssuer(Protocol):
+    """Makes a secure upload link for a message that asks for one: the address and the hours
+    it stays valid; None when the upload page is not switched on (no PUBLIC_BASE_URL)."""
+
+    def upload_link(
+        self, channel: str, chat_key: str, request: UploadLinkRequest, locale: str
+    ) -> tuple[str, int] | None: ...
 
 
 class CoordinatorSink(Protocol):
@@ -58,6 +79,9 @@ class DeliveryReport:
     sent: int
     # When to try again for messages held back (None: nothing is waiting on a retry).
     retry_in: float | None
+    # The round made progress, so more may be ready (a full batch, or a chat's later
+    # messages that waited behind the ones just sent): start another round at once.
+    more: bool = False
 
 
 def backoff(attempts: int) -> float:
@@ -70,17 +94,30 @@ async def deliver_pending(
     senders: Mapping[str, ReplySender],
     coordinators: CoordinatorSink,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    links: LinkIssuer | None = None,
 ) -> DeliveryReport:
     """Send pending messages in order and mark each sent as soon as the platform took it."""
     held: set[tuple[str, str]] = set()
     retry_in: float | None = None
     sent = 0
-    for message in await asyncio.to_thread(outbox.pending):
+    pending = await asyncio.to_thread(outbox.claim, clock(), MAX_DELIVERY_ATTEMPTS, DELIVERY_BATCH)
+    unsent: list[int] = []  # taken this round but not sent: let go at the end
+    replies = {m.id: _reply(m.payload_json) for m in pending if m.audience != "coordinators"}
+    newest = _newest_by_replace_key(pending, replies)
+    superseded: list[int] = []
+    for message in pending:
         chat = (message.channel, message.chat_key or message.audience)
-        if chat in held or message.attempts >= MAX_DELIVERY_ATTEMPTS:
+        if chat in held:
+            unsent.append(message.id)
+            continue
+        reply = replies.get(message.id)
+        key = reply.replace_key if reply is not None else None
+        if key is not None and newest[(message.channel, message.chat_key, key)] != message.id:
+            superseded.append(message.id)  # a newer version of the same message follows
             continue
         sender = senders.get(message.channel)
         if message.audience != "coordinators" and sender is None:
+            unsent.append(message.id)
             continue  # that channel is not running in this process
         try:
             if message.audience == "coordinators":
@@ -88,16 +125,26 @@ async def deliver_pending(
                     CoordinatorNotice.model_validate_json(message.payload_json)
                 )
             else:
-                assert sender is not None
-                await sender.send(
-                    message.chat_key, Outbound.model_validate_json(message.payload_json)
-                )
-        except RetryLater as later:
+                assert sender is not None and reply is not None
+                if reply.upload_link is not None:
+                    reply = await asyncio.to_thread(
+                        _with_link, links, message.channel, message.chat_key, reply
+                    )
+                await _send_reply(outbox, sender, message.channel, message.chat_key, reply)
+        except WaitForUser:
             held.add(chat)
+            unsent.append(message.id)
+            continue
+        except RetryLater as later:
+            DELIVERIES.labels(message.channel, "retry").inc()
+            held.add(chat)
+            until = clock() + timedelta(seconds=later.seconds)
+            await asyncio.to_thread(outbox.release, [message.id], until)
             retry_in = later.seconds if retry_in is None else min(retry_in, later.seconds)
             continue
         except Undeliverable:
             log.warning("outbox row %s on %s cannot be delivered", message.id, message.channel)
+            DELIVERIES.labels(message.channel, "refused").inc()
             await asyncio.to_thread(outbox.give_up, message.id)
             continue
         except Exception as error:
@@ -108,12 +155,67 @@ async def deliver_pending(
                 message.channel,
                 type(error).__name__,
             )
+            DELIVERIES.labels(message.channel, "failed").inc()
             held.add(chat)
-            await asyncio.to_thread(outbox.mark_failed, message.id)
             wait = backoff(message.attempts + 1)
+            retry_at = clock() + timedelta(seconds=wait)
+            await asyncio.to_thread(outbox.mark_failed, message.id, retry_at)
             retry_in = wait if retry_in is None else min(retry_in, wait)
             continue
         # Marked at once: a crash after this point cannot send the message a second time.
         await asyncio.to_thread(outbox.mark_sent, [message.id], clock())
+        DELIVERIES.labels(message.channel, "sent").inc()
         sent += 1
-    return DeliveryReport(sent, retry_in)
+    if superseded:
+        await asyncio.to_thread(outbox.mark_sent, superseded, clock())
+    await asyncio.to_thread(outbox.release, unsent)
+    return DeliveryReport(sent, retry_in, more=sent > 0 or bool(superseded))
+
+
+def _with_link(links: LinkIssuer | None, channel: str, chat_key: str, reply: Outbound) -> Outbound:
+    assert reply.upload_link is not None
+    link = links.upload_link(channel, chat_key, reply.upload_link, reply.locale) if links else None
+    t = translator(reply.locale)
+    if link is None:
+        addition = t(
+            "The upload page is not switched on for this service yet. A coordinator will help "
+            "you send large files another way."
+        )
+    else:
+        url, hours = link
+        addition = t(
+            "Your secure upload page (only for this case, valid for {hours} hours):", hours=hours
+        )
+        addition += f"\n{url}"
+    return reply.model_copy(update={"text": f"{reply.text}\n\n{addition}", "upload_link": None})
+
+
+def _reply(payload_json: str) -> Outbound:
+    return Outbound.model_validate_json(payload_json)
+
+
+def _newest_by_replace_key(
+    pending: list[PendingMessage], replies: Mapping[int, Outbound]
+) -> dict[tuple[str, str, str], int]:
+    newest: dict[tuple[str, str, str], int] = {}
+    for message in pending:
+        reply = replies.get(message.id)
+        if reply is not None and reply.replace_key is not None:
+            newest[(message.channel, message.chat_key, reply.replace_key)] = message.id
+    return newest
+
+
+async def _send_reply(
+    outbox: OutboxStore, sender: ReplySender, channel: str, chat_key: str, reply: Outbound
+) -> None:
+    """Send, or edit the message this one replaces."""
+    key = reply.replace_key
+    if key is None:
+        await sender.send(chat_key, reply)
+        return
+    shown = await asyncio.to_thread(outbox.shown_message, channel, chat_key, key)
+    if shown is not None:
+        reply = reply.model_copy(update={"edit_of": shown})
+    ref = await sender.send(chat_key, reply)
+    if ref is not None and ref != shown:
+        await asyncio.to_thread(outbox.remember_shown, channel, chat_key, key, ref)

@@ -22,6 +22,12 @@ class InboundKind(StrEnum):
     SYSTEM = "system"
 
 
+# FileRef sources Huizhen itself resolves, whatever the channel: a file in its own store (a
+# preview, an opinion) and a file that arrived through the upload page.
+STORE_SOURCE = "store:"
+UPLOAD_SOURCE = "upload:"
+
+
 class FileRef(BaseModel):
     """A file the user sent, as the channel can fetch it again later.
 
@@ -38,6 +44,8 @@ class FileRef(BaseModel):
     # More than this channel can hand over (Telegram's 20 MB): it needs the upload link.
     too_large: bool = False
     caption: str = ""
+    # Where it sat in a folder the patient sent ("CD/DICOM/IM0001"), "" for a single file.
+    path: str = ""
 
 
 class Inbound(BaseModel):
@@ -69,12 +77,14 @@ class Option(BaseModel):
 
 
 class UploadLinkRequest(BaseModel):
-    """Ask the channel to offer a secure upload link for the given case."""
+    """A secure upload link for the case, added to the message when it is delivered (so the
+    link itself is never stored: only its hash is)."""
 
     model_config = ConfigDict(frozen=True)
 
     case_id: str
-    reason: str = ""
+    # Filled in by the pipeline from the update: whose conversation the uploads go to.
+    user_key: str = ""
 
 
 class Outbound(BaseModel):
@@ -90,6 +100,9 @@ class Outbound(BaseModel):
     expects_files: bool = False
     # Replace an earlier message (by its outbox message key) instead of sending a new one.
     edit_of: str | None = None
+    # Messages sharing this key are one message on screen, edited in place as it changes
+    # (progress while files are checked); delivery sends only the newest pending one.
+    replace_key: str | None = None
     # Right-to-left scripts and similar rendering hints travel with the text.
     locale: str = "en"
 

@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import BinaryIO, Protocol
 
 from conversations import engine
 from conversations.effects import IngestFile
+from conversations.i18n import translator
 from conversations.state import ConversationKey, ConversationState
 from conversations.step import Context
 from conversations.transition import Transition
 from handlers.delivery import FileOpener
-from handlers.events import Inbound, InboundKind
+from handlers.events import UPLOAD_SOURCE, Inbound, InboundKind, Outbound
+from handlers.ingest import Batch, Ingestor, PassingFault
+from handlers.metrics import UPDATE_SECONDS, UPDATES
+from records.report import FileCheck
 from storage.conversations import ConversationStore
-from storage.files import FileStore, FileTooLarge
-from storage.jobs import MAX_ATTEMPTS, JobStore
+from storage.files import FileStore
+from storage.jobs import MAX_ATTEMPTS, JobStore, PendingJob
 
 log = logging.getLogger(__name__)
+
+PROGRESS_AFTER_SECONDS = 2.0
+PROGRESS_EVERY_SECONDS = 1.5
+
+
+class SpoolOpener(Protocol):
+    """Opens a completed upload-page file, and removes it once it is in the store."""
+
+    def open(self, source: str) -> BinaryIO: ...
+
+    def discard(self, source: str) -> None: ...
 
 
 def _new_id() -> str:
@@ -31,6 +49,8 @@ class Pipeline:
         store: ConversationStore,
         jobs: JobStore,
         files: FileStore,
+        ingestor: Ingestor | None = None,
+        uploads: SpoolOpener | None = None,
         default_locale: str = "en",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = _new_id,
@@ -38,6 +58,14 @@ class Pipeline:
         self.store = store
         self.jobs = jobs
         self.files = files
+        self.ingestor = ingestor
+        self.uploads = uploads
+        # Called (from a worker thread) when a message was queued outside an update: a
+        # progress message; channels set it to wake their delivery loop.
+        self.wake: Callable[[], None] | None = None
+        self._running = threading.Lock()
+        # Jobs another worker took are left to it for this long (a whole batch's checking).
+        self.job_lease_seconds = 3600
         self.default_locale = default_locale
         self.clock = clock
         self.new_id = new_id
@@ -51,55 +79,154 @@ class Pipeline:
             # The store has just read this state from the database: nobody else holds it.
             return engine.handle(state, inbound, context, self.default_locale, owned=True)
 
-        return self.store.process(inbound, now, apply)
+        started = time.perf_counter()
+        try:
+            transition = self.store.process(inbound, now, apply)
+        except Exception:
+            UPDATES.labels(inbound.channel, "failed").inc()
+            raise
+        UPDATE_SECONDS.labels(inbound.channel).observe(time.perf_counter() - started)
+        UPDATES.labels(inbound.channel, "duplicate" if transition is None else "handled").inc()
+        return transition
 
     def state_of(self, key: ConversationKey) -> ConversationState | None:
         return self.store.load(key)
 
     def run_jobs(self, openers: Mapping[str, FileOpener]) -> int:
-        """Store files the conversations accepted; report each result back to its conversation."""
-        done = 0
-        for job in self.jobs.pending():
-            opener = openers.get(job.channel)
-            if opener is None:
-                continue
+        """Store and check the files conversations accepted, one conversation's batch at a
+        time, and report each batch back to its conversation. Returns the jobs finished."""
+        if self.ingestor is None or not self._running.acquire(blocking=False):
+            return 0  # another thread is at it; it loops until nothing is left
+        try:
+            done = 0
+            while True:
+                lease = timedelta(seconds=self.job_lease_seconds)
+                claimed = self.jobs.claim(self.clock(), lease)
+                pending = [job for job in claimed if self._opener(job, openers)]
+                self.jobs.release([job.id for job in claimed if job not in pending])
+                if not pending:
+                    return done
+                finished = 0
+                for group in _by_conversation(pending).values():
+                    finished += self._run_batch(group, openers)
+                done += finished
+                if finished == 0:
+                    return done  # only passing faults: tried again on the next round
+        finally:
+            self._running.release()
+
+    def _opener(self, job: PendingJob, openers: Mapping[str, FileOpener]) -> FileOpener | None:
+        effect = IngestFile.model_validate_json(job.payload_json)
+        if effect.file.source.startswith(UPLOAD_SOURCE):
+            return self.uploads
+        return openers.get(job.channel)
+
+    def _run_batch(self, group: list[PendingJob], openers: Mapping[str, FileOpener]) -> int:
+        assert self.ingestor is not None
+        first = group[0]
+        state = self.store.load(ConversationKey(first.channel, first.user_key))
+        progress = _ProgressMessage(self, first, state, total=len(group))
+        batch = Batch()
+        finished: list[PendingJob] = []
+        case_id = ""
+        for number, job in enumerate(group):
             effect = IngestFile.model_validate_json(job.payload_json)
-            event, reason = "file_stored", ""
+            case_id = effect.case_id
+            opener = self._opener(job, openers)
+            assert opener is not None
+
+            def open_file(effect: IngestFile, opener: FileOpener = opener) -> BinaryIO:
+                return opener.open(effect.file.source)
+
+            def on_progress(done: int, total: int, number: int = number) -> None:
+                progress.update(number, done, total)
+
             try:
-                with opener.open(effect.file.source) as stream:
-                    stored = self.files.put(stream)
-                self.jobs.add_document(
-                    file_id=effect.file_id,
-                    case_id=effect.case_id,
-                    item=effect.item,
-                    sha256=stored.sha256,
-                    size=stored.size,
-                    original_name=effect.file.name,
-                    at=self.clock(),
-                )
-            except FileTooLarge:
-                event, reason = "file_failed", "too_large"
-            except (OSError, ValueError) as error:
-                # Never the file's name in a log line: it can say what the illness is.
-                log.warning("job %s: file could not be stored (%s)", job.id, type(error).__name__)
-                event, reason = "file_failed", "unreadable"
-            except Exception as error:
-                # A passing fault (the network): try again later, a few times.
-                log.warning("job %s: fetching the file failed (%s)", job.id, type(error).__name__)
+                self.ingestor.store_and_check(effect, open_file, on_progress, batch)
+            except PassingFault:
                 self.jobs.mark_attempt(job.id)
                 if job.attempts + 1 < MAX_ATTEMPTS:
                     continue
-                event, reason = "file_failed", "unreachable"
-            self.handle(
-                Inbound(
-                    channel=job.channel,
-                    user_key=job.user_key,
-                    chat_key=job.chat_key,
-                    update_key=f"job:{job.id}",
-                    kind=InboundKind.SYSTEM,
-                    system={"event": event, "file_id": effect.file_id, "reason": reason},
+                batch.checks.append(
+                    FileCheck(
+                        file_id=effect.file_id,
+                        name=effect.file.name,
+                        problem="unreachable",
+                        kept=False,
+                    )
                 )
+            if self.uploads is not None and effect.file.source.startswith(UPLOAD_SOURCE):
+                self.uploads.discard(effect.file.source)
+            finished.append(job)
+            progress.update(number + 1, 0, 0)
+        if not finished:
+            return 0
+        report = self.ingestor.report(case_id, state, batch, lambda done, total: None)
+        self.handle(
+            Inbound(
+                channel=first.channel,
+                user_key=first.user_key,
+                chat_key=first.chat_key,
+                update_key=f"files:{finished[0].id}:{finished[-1].id}",
+                kind=InboundKind.SYSTEM,
+                system={"event": "files_checked", "report": report.model_dump_json()},
             )
-            self.jobs.mark_done(job.id, self.clock())
-            done += 1
-        return done
+        )
+        now = self.clock()
+        for job in finished:
+            self.jobs.mark_done(job.id, now)
+        progress.finish(sum(check.members or 1 for check in batch.checks))
+        return len(finished)
+
+
+def _by_conversation(jobs: list[PendingJob]) -> dict[tuple[str, str], list[PendingJob]]:
+    groups: dict[tuple[str, str], list[PendingJob]] = {}
+    for job in jobs:
+        groups.setdefault((job.channel, job.user_key), []).append(job)
+    return groups
+
+
+class _ProgressMessage:
+    """One message, edited in place, while a batch takes more than a moment."""
+
+    def __init__(
+        self, pipeline: Pipeline, job: PendingJob, state: ConversationState | None, total: int
+    ) -> None:
+        self.pipeline = pipeline
+        self.job = job
+        self.locale = state.locale if state else pipeline.default_locale
+        self.total = total
+        self.key = f"progress:{job.id}"
+        self.started = time.monotonic()
+        self.last_shown = 0.0
+        self.shown = False
+
+    def update(self, number: int, inner_done: int, inner_total: int) -> None:
+        now = time.monotonic()
+        if now - self.started < PROGRESS_AFTER_SECONDS:
+            return
+        if now - self.last_shown < PROGRESS_EVERY_SECONDS:
+            return
+        t = translator(self.locale)
+        if self.total > 1:
+            text = t("Checking {total} files… {done}/{total}", done=number, total=self.total)
+        else:
+            # One archive or disc: how many of its files are done (the total is not known
+            # before it is read to the end).
+            text = t("Checking your files… {done} so far", done=inner_done)
+        self._show(text)
+        self.last_shown = now
+
+    def finish(self, count: int) -> None:
+        if self.shown:
+            t = translator(self.locale)
+            self._show(t.plural("Checked {count} file.", "Checked {count} files.", count))
+
+    def _show(self, text: str) -> None:
+        message = Outbound(text=text, locale=self.locale, replace_key=self.key)
+        self.pipeline.store.enqueue(
+            self.job.channel, self.job.chat_key, message, self.pipeline.clock()
+        )
+        self.shown = True
+        if self.pipeline.wake is not None:
+            self.pipeline.wake()

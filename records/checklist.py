@@ -224,6 +224,8 @@ class Readiness:
     score: int  # 0..100
     missing_critical: tuple[ChecklistItem, ...]
     later: tuple[ChecklistItem, ...]
+    # Sent, but not in a form specialists can use (photos of scans instead of the files).
+    partial: tuple[ChecklistItem, ...] = ()
 
 
 CRITICAL_WEIGHT = 3
@@ -232,12 +234,14 @@ CRITICAL_WEIGHT = 3
 def readiness(area: str | None, statuses: Mapping[str, str]) -> Readiness:
     """Score the records: uploaded items count, critical ones three times; N/A is left out.
 
-    `statuses` maps item id -> "pending" | "uploaded" | "later" | "not_applicable".
+    `statuses` maps item id -> "pending" | "uploaded" | "partial" | "later" |
+    "not_applicable"; "partial" (photos where the original files are needed) counts half.
     """
     critical = critical_items(area)
-    total = have = 0
+    total = have = 0.0
     missing: list[ChecklistItem] = []
     later: list[ChecklistItem] = []
+    partial: list[ChecklistItem] = []
     for item in checklist_for(area):
         status = statuses.get(item.id, "pending")
         if status == "not_applicable" and item.id not in critical:
@@ -246,9 +250,12 @@ def readiness(area: str | None, statuses: Mapping[str, str]) -> Readiness:
         total += weight
         if status == "uploaded":
             have += weight
+        elif status == "partial":
+            have += weight / 2
+            partial.append(item)
         elif item.id in critical:
             missing.append(item)
         elif status == "later":
             later.append(item)
     score = round(100 * have / total) if total else 0
-    return Readiness(score, tuple(missing), tuple(later))
+    return Readiness(score, tuple(missing), tuple(later), tuple(partial))

@@ -10,21 +10,32 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conversations.effects import (
     CaseSubmitted,
     ConsentGiven,
     Effect,
+    FileSorted,
+    FollowUpAsked,
     IngestFile,
     NotifyCoordinators,
 )
 from conversations.state import ConversationKey, ConversationState
 from conversations.transition import Transition
-from handlers.events import Inbound
+from handlers.events import Inbound, Outbound
 from storage.database import reader
-from storage.models import Case, ConsentRecord, Conversation, Job, Outbox, ProcessedUpdate
+from storage.models import (
+    Case,
+    CaseEvent,
+    ConsentRecord,
+    Conversation,
+    Document,
+    Job,
+    Outbox,
+    ProcessedUpdate,
+)
 
 CASE_STATUS_SUBMITTED = "submitted"
 
@@ -34,6 +45,8 @@ _outbox = Outbox.__table__  # type: ignore[attr-defined]
 _case = Case.__table__  # type: ignore[attr-defined]
 _consent = ConsentRecord.__table__  # type: ignore[attr-defined]
 _job = Job.__table__  # type: ignore[attr-defined]
+_case_event = CaseEvent.__table__  # type: ignore[attr-defined]
+_document = Document.__table__  # type: ignore[attr-defined]
 
 Apply = Callable[[ConversationState | None], Transition]
 
@@ -92,6 +105,19 @@ class ConversationStore:
             self._load, {"channel": key.channel, "user_key": key.user_key}
         ).scalar_one_or_none()
         return None if raw is None else ConversationState.model_validate_json(raw)
+
+    def enqueue(self, channel: str, chat_key: str, message: Outbound, now: datetime) -> None:
+        """A message outside any update (progress while files are checked)."""
+        row = {
+            "channel": channel,
+            "chat_key": chat_key,
+            "audience": "user",
+            "payload_json": message.model_dump_json(exclude_defaults=True),
+            "created_at": now,
+            "attempts": 0,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(_outbox.insert(), [row])
 
     def _write(
         self,
@@ -169,6 +195,7 @@ class ConversationStore:
                         "answers_json": effect.answers_json,
                         "submitted_at": effect.submitted_at,
                         "updated_at": now,
+                        "status_changed_at": now,
                     },
                 )
             elif isinstance(effect, IngestFile):
@@ -194,4 +221,44 @@ class ConversationStore:
                         "attempts": 0,
                     }
                 )
+            elif isinstance(effect, FollowUpAsked):
+                self._follow_up(conn, effect)
+            elif isinstance(effect, FileSorted):
+                conn.execute(
+                    update(_document)
+                    .where(
+                        (_document.c.file_id == effect.file_id)
+                        | (_document.c.parent_file_id == effect.file_id)
+                    )
+                    .values(item=effect.item)
+                )
         return outbox_rows
+
+    @staticmethod
+    def _follow_up(conn: Connection, effect: FollowUpAsked) -> None:
+        """The question joins the case's history and the case returns to the queue."""
+        current = conn.execute(
+            select(_case.c.status).where(_case.c.id == effect.case_id)
+        ).scalar_one_or_none()
+        if current is None:
+            return
+        conn.execute(
+            _case_event.insert(),
+            {
+                "case_id": effect.case_id,
+                "at": effect.asked_at,
+                "actor": "patient",
+                "kind": "follow_up",
+                "from_status": current,
+                "to_status": "in_review",
+                "note": effect.text,
+                "details_json": "{}",
+            },
+        )
+        conn.execute(
+            update(_case)
+            .where(_case.c.id == effect.case_id)
+            .values(
+                status="in_review", status_changed_at=effect.asked_at, updated_at=effect.asked_at
+            )
+        )

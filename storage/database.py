@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine.url import make_url
-from sqlmodel import SQLModel
 
 from storage import models  # noqa: F401  (registers the tables)
 
@@ -58,5 +64,68 @@ def _sqlite_transactions(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_schema(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
+@contextmanager
+def run_once(engine: Engine, name: str) -> Iterator[bool]:
+    """Work that one worker at a time does (reminders, sweeps): yields whether this one got
+    it. PostgreSQL: a session advisory lock, freed if the worker dies. SQLite serves a single
+    process, which runs it."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    with engine.connect() as connection:
+        got = bool(
+            connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+        )
+        connection.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# The schema as first released (before migrations existed): a database holding those tables
+# without Alembic's version table is taken to be at this revision.
+BASELINE_REVISION = "0001"
+
+
+class SchemaOutdated(RuntimeError):
+    """The database is behind the code: run `huizhen migrate`."""
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision, in one transaction (on SQLite the write lock
+    taken at BEGIN also keeps two starting processes from migrating at once)."""
+    with engine.begin() as connection:
+        config = _config(connection)
+        tables = set(inspect(connection).get_table_names())
+        if tables and "alembic_version" not in tables:
+            command.stamp(config, BASELINE_REVISION)
+        command.upgrade(config, "head")
+
+
+def schema_is_current(engine: Engine) -> bool:
+    heads = set(ScriptDirectory.from_config(_config()).get_heads())
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current == heads
+
+
+def prepare_schema(engine: Engine) -> None:
+    """On start: SQLite (one process, one file) is migrated at once; PostgreSQL, shared by
+    several workers, is migrated by an operator with `huizhen migrate`, and a worker refuses
+    to start on an older schema rather than fail later."""
+    if engine.dialect.name == "sqlite":
+        migrate(engine)
+    elif not schema_is_current(engine):
+        raise SchemaOutdated("the database schema is older than this version: run huizhen migrate")

@@ -1,20 +1,27 @@
-"""Background jobs the conversation asked for, and the documents they produce."""
+"""Background jobs the conversation asked for (storing a file)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.database import reader
-from storage.models import Document, Job
+from storage.models import Job
 
 _job = Job.__table__  # type: ignore[attr-defined]
-_document = Document.__table__  # type: ignore[attr-defined]
 
 MAX_ATTEMPTS = 3
+_PENDING_COLUMNS = (
+    _job.c.id,
+    _job.c.kind,
+    _job.c.channel,
+    _job.c.user_key,
+    _job.c.chat_key,
+    _job.c.payload_json,
+    _job.c.attempts,
+)
 
 
 @dataclass(frozen=True)
@@ -32,25 +39,44 @@ class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._reader = reader(engine)  # built once: it is a new engine object per call
-        self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
 
     def pending(self, limit: int = 50) -> list[PendingJob]:
         query = (
-            select(
-                _job.c.id,
-                _job.c.kind,
-                _job.c.channel,
-                _job.c.user_key,
-                _job.c.chat_key,
-                _job.c.payload_json,
-                _job.c.attempts,
-            )
+            select(*_PENDING_COLUMNS)
             .where(_job.c.done_at.is_(None), _job.c.attempts < MAX_ATTEMPTS)
             .order_by(_job.c.id)
             .limit(limit)
         )
         with self._reader.connect() as conn:
             return [PendingJob(*row) for row in conn.execute(query).all()]
+
+    def claim(self, now: datetime, lease: timedelta, limit: int = 50) -> list[PendingJob]:
+        """Take pending jobs for this worker until `now + lease`; rows another worker is
+        taking are skipped (SKIP LOCKED on PostgreSQL; SQLite serialises writers)."""
+        free = (_job.c.claimed_until.is_(None)) | (_job.c.claimed_until < now)
+        query = (
+            select(*_PENDING_COLUMNS)
+            .where(_job.c.done_at.is_(None), _job.c.attempts < MAX_ATTEMPTS, free)
+            .order_by(_job.c.id)
+            .limit(limit)
+        )
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            jobs = [PendingJob(*row) for row in conn.execute(query).all()]
+            if jobs:
+                conn.execute(
+                    update(_job)
+                    .where(_job.c.id.in_([job.id for job in jobs]))
+                    .values(claimed_until=now + lease)
+                )
+        return jobs
+
+    def release(self, ids: list[int]) -> None:
+        """Jobs taken but not for this process (its channel runs elsewhere)."""
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(update(_job).where(_job.c.id.in_(ids)).values(claimed_until=None))
 
     def mark_done(self, job_id: int, at: datetime) -> None:
         with self.engine.begin() as conn:
@@ -59,32 +85,7 @@ class JobStore:
     def mark_attempt(self, job_id: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                update(_job).where(_job.c.id == job_id).values(attempts=_job.c.attempts + 1)
-            )
-
-    def add_document(
-        self,
-        *,
-        file_id: str,
-        case_id: str,
-        item: str,
-        sha256: str,
-        size: int,
-        original_name: str,
-        at: datetime,
-    ) -> None:
-        """Record a stored file; a retried job finds it already there and changes nothing."""
-        statement = self._dialect.insert(_document).on_conflict_do_nothing()
-        with self.engine.begin() as conn:
-            conn.execute(
-                statement,
-                {
-                    "file_id": file_id,
-                    "case_id": case_id,
-                    "item": item,
-                    "sha256": sha256,
-                    "size": size,
-                    "original_name": original_name,
-                    "stored_at": at,
-                },
+                update(_job)
+                .where(_job.c.id == job_id)
+                .values(attempts=_job.c.attempts + 1, claimed_until=None)
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -47,6 +47,19 @@ class Outbox(SQLModel, table=True):
     created_at: datetime
     sent_at: datetime | None = None
     attempts: int = 0
+    # Taken by one sender until then (several workers share the outbox).
+    claimed_until: datetime | None = None
+
+
+class ShownMessage(SQLModel, table=True):
+    """The platform's id of a message later ones replace in place (Outbound.replace_key)."""
+
+    __tablename__ = "shown_message"
+
+    channel: str = Field(primary_key=True)
+    chat_key: str = Field(primary_key=True)
+    replace_key: str = Field(primary_key=True)
+    message_ref: str
 
 
 class Case(SQLModel, table=True):
@@ -70,6 +83,46 @@ class Case(SQLModel, table=True):
     # The coordinator who claimed the case, and the card message to edit in place.
     coordinator: str | None = None
     card_message_ref: str | None = None
+    status_changed_at: datetime | None = None
+    # Checklist items the coordinator asked the patient for (JSON list), when, and the
+    # reminders sent since; when coordinators were last told the case sits idle.
+    requested_json: str = "[]"
+    requested_at: datetime | None = None
+    reminders_sent: int = 0
+    idle_noticed_at: datetime | None = None
+    # The card shows a picker (items to request, a reason to decline) while one is chosen.
+    card_mode: str = ""
+    card_picks_json: str = "[]"
+
+
+class CaseEvent(SQLModel, table=True):
+    """The case's history: every status change (who, when, from, to) and every request,
+    reminder, translation, export, opinion and follow-up."""
+
+    __tablename__ = "case_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    at: datetime
+    actor: str
+    kind: str
+    from_status: str = ""
+    to_status: str = ""
+    # A coordinator's note, or the patient's follow-up question: health data, never logged.
+    note: str = ""
+    details_json: str = "{}"
+
+
+class SectionTranslation(SQLModel, table=True):
+    """A coordinator's translation of the patient's own words in one summary section."""
+
+    __tablename__ = "section_translation"
+
+    case_id: str = Field(primary_key=True)
+    section: str = Field(primary_key=True)
+    text: str
+    translator: str
+    at: datetime
 
 
 class CoordinatorAction(SQLModel, table=True):
@@ -111,19 +164,129 @@ class Job(SQLModel, table=True):
     created_at: datetime
     done_at: datetime | None = None
     attempts: int = 0
+    # Taken by one worker until then (several workers share the jobs).
+    claimed_until: datetime | None = None
 
 
 class Document(SQLModel, table=True):
-    """A stored file attached to a case and a checklist item."""
+    """A stored file of a case: one the patient sent, a member of an archive they sent, or a
+    preview Huizhen drew. Everything here is health data."""
 
     __tablename__ = "document"
-    __table_args__ = (UniqueConstraint("file_id"),)
+    __table_args__ = (
+        UniqueConstraint("file_id"),
+        Index("ix_document_case_sha", "case_id", "sha256"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     file_id: str
     case_id: str = Field(index=True)
     item: str
     sha256: str
-    size: int
+    size: int = Field(sa_type=BigInteger)
     original_name: str
     stored_at: datetime
+    # What the file is (records.classify.FileKind, or "preview" / "contact_sheet").
+    kind: str = ""
+    # Where it sat inside an archive or a folder ("" for a file sent on its own).
+    path: str = ""
+    # The archive it came from, or the series / study a preview shows.
+    parent_file_id: str | None = None
+    # Why it cannot be used (an unreadable DICOM, say); "" when it can.
+    problem: str = ""
+    # The DICOM header fields read from it, as JSON.
+    details_json: str = ""
+
+
+class UploadToken(SQLModel, table=True):
+    """A secure upload link for one case. Only the token's sha256 is stored: the link itself
+    exists in the patient's chat and nowhere else."""
+
+    __tablename__ = "upload_token"
+
+    token_hash: str = Field(primary_key=True)
+    case_id: str = Field(index=True)
+    channel: str
+    user_key: str
+    chat_key: str
+    locale: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+class Upload(SQLModel, table=True):
+    """One file arriving through the upload page, in chunks; resumable until complete."""
+
+    __tablename__ = "upload"
+    __table_args__ = (Index("ix_upload_token", "token_hash", "completed_at"),)
+
+    id: str = Field(primary_key=True)
+    token_hash: str
+    case_id: str
+    name: str
+    relative_path: str = ""
+    size: int = Field(sa_type=BigInteger)
+    # The browser's own fingerprint of the file (name, size, last modified), for resuming.
+    fingerprint: str = ""
+    received: int = Field(default=0, sa_type=BigInteger)
+    created_at: datetime
+    completed_at: datetime | None = None
+    # When the chat was told about it (the page's "done", or the sweep for a closed page).
+    announced_at: datetime | None = None
+
+
+class WeChatUser(SQLModel, table=True):
+    """A follower of the WeChat Official Account, as the channel needs them: no name and no
+    message text, only what the platform's rules and the numbered options depend on."""
+
+    __tablename__ = "wechat_user"
+
+    openid: str = Field(primary_key=True)
+    # The profile language ("zh_CN"); "" when WeChat gave none. Asked once per follower.
+    language: str = ""
+    language_checked: bool = False
+    subscribed: bool = True
+    # The follower's last message: the 48-hour customer-service window runs from it, and the
+    # customer-service messages sent since count against the quota.
+    last_message_at: datetime | None = None
+    service_sent: int = 0
+    # Customer-service delivery and the passive reply (the answer in the HTTP response) never
+    # take the same reply: set while a message of theirs is being answered, when an answer
+    # last took their replies, and while a customer-service message is being sent.
+    replying_until: datetime | None = None
+    replied_at: datetime | None = None
+    sending_until: datetime | None = None
+    # The options last shown, numbered: a digit (or an option's words) answers them. JSON:
+    # [option id, label, the prompt it belongs to] in the order of their numbers.
+    options_json: str = "[]"
+
+
+class WeChatToken(SQLModel, table=True):
+    """The access token of one Official Account, shared by every worker."""
+
+    __tablename__ = "wechat_token"
+
+    app_id: str = Field(primary_key=True)
+    access_token: str = ""
+    expires_at: datetime | None = None
+
+
+class WeChatNonce(SQLModel, table=True):
+    """Webhook calls seen in the last minutes, by timestamp and nonce: a replay is refused."""
+
+    __tablename__ = "wechat_nonce"
+
+    timestamp: str = Field(primary_key=True)
+    nonce: str = Field(primary_key=True)
+    seen_at: datetime = Field(index=True)
+
+
+class WeChatReply(SQLModel, table=True):
+    """The passive reply given to one message, given again if WeChat retries it."""
+
+    __tablename__ = "wechat_reply"
+
+    update_key: str = Field(primary_key=True)
+    text: str
+    created_at: datetime = Field(index=True)

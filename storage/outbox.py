@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 
 from storage.database import reader
-from storage.models import Outbox
+from storage.models import Outbox, ShownMessage
 
 _outbox = Outbox.__table__  # type: ignore[attr-defined]
+_shown = ShownMessage.__table__  # type: ignore[attr-defined]
 
 # Attempts recorded for a row the platform refused for good; above any retry limit.
 MAX_ATTEMPTS_MARK = 1_000
+# How long a sender holds messages it took; one that dies lets them go after this.
+LEASE = timedelta(minutes=2)
+_PENDING_COLUMNS = (
+    _outbox.c.id,
+    _outbox.c.channel,
+    _outbox.c.chat_key,
+    _outbox.c.audience,
+    _outbox.c.payload_json,
+    _outbox.c.attempts,
+)
 
 
 @dataclass(frozen=True)
@@ -56,13 +67,96 @@ class OutboxStore:
         self._mark_failed = (
             update(_outbox)
             .where(_outbox.c.id == bindparam("row_id"))
-            .values(attempts=_outbox.c.attempts + 1)
+            .values(attempts=_outbox.c.attempts + 1, claimed_until=bindparam("retry_at"))
         )
 
     def pending(self, limit: int = 200) -> list[PendingMessage]:
         with self._reader.connect() as conn:
             rows = conn.execute(self._pending, {"limit": limit}).all()
         return [PendingMessage(*row) for row in rows]
+
+    def claim(self, now: datetime, max_attempts: int, limit: int = 200) -> list[PendingMessage]:
+        """Take pending messages for this sender, in order, for LEASE.
+
+        Several workers may deliver at once. Rows another worker is taking are skipped
+        (SKIP LOCKED on PostgreSQL; SQLite's writer lock serialises claims), and a chat is
+        only taken from its oldest unsent message: a worker never sends a chat's later
+        message while another still holds an earlier one, so each chat's order holds."""
+        # Rows given up on (the platform refused them for good) are neither sent nor waited on.
+        live = (_outbox.c.sent_at.is_(None)) & (_outbox.c.attempts < max_attempts)
+        free = (_outbox.c.claimed_until.is_(None)) | (_outbox.c.claimed_until < now)
+        query = select(*_PENDING_COLUMNS).where(live, free).order_by(_outbox.c.id).limit(limit)
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = [PendingMessage(*row) for row in conn.execute(query).all()]
+            if not rows:
+                return []
+            oldest = {
+                (channel, chat_key, audience): first
+                for channel, chat_key, audience, first in conn.execute(
+                    select(
+                        _outbox.c.channel,
+                        _outbox.c.chat_key,
+                        _outbox.c.audience,
+                        func.min(_outbox.c.id),
+                    )
+                    .where(live)
+                    .group_by(_outbox.c.channel, _outbox.c.chat_key, _outbox.c.audience)
+                ).all()
+            }
+            ours: dict[tuple[str, str, str], int] = {}
+            for row in rows:
+                ours.setdefault((row.channel, row.chat_key, row.audience), row.id)
+            taken = [
+                row
+                for row in rows
+                if oldest.get((row.channel, row.chat_key, row.audience))
+                == ours[(row.channel, row.chat_key, row.audience)]
+            ]
+            if taken:
+                conn.execute(
+                    update(_outbox)
+                    .where(_outbox.c.id.in_([row.id for row in taken]))
+                    .values(claimed_until=now + LEASE)
+                )
+        return taken
+
+    def release(self, ids: list[int], until: datetime | None = None) -> None:
+        """Messages taken but not sent this round: free for the next one at once, or held
+        until `until` (the platform asked us to wait), so no worker sends them sooner."""
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(_outbox).where(_outbox.c.id.in_(ids)).values(claimed_until=until)
+                )
+
+    def take_for_chat(self, channel: str, chat_key: str, at: datetime) -> list[PendingMessage]:
+        """Every reply still pending for one chat, marked sent in the same transaction: for a
+        channel that answers in the HTTP response itself (WeChat's passive reply)."""
+        query = (
+            select(
+                _outbox.c.id,
+                _outbox.c.channel,
+                _outbox.c.chat_key,
+                _outbox.c.audience,
+                _outbox.c.payload_json,
+                _outbox.c.attempts,
+            )
+            .where(
+                _outbox.c.sent_at.is_(None),
+                _outbox.c.channel == channel,
+                _outbox.c.chat_key == chat_key,
+                _outbox.c.audience == "user",
+            )
+            .order_by(_outbox.c.id)
+            .with_for_update()
+        )
+        with self.engine.begin() as conn:
+            rows = [PendingMessage(*row) for row in conn.execute(query).all()]
+            if rows:
+                conn.execute(self._mark_sent, {"row_ids": [r.id for r in rows], "at": at})
+        return rows
 
     def mark_sent(self, ids: list[int], at: datetime) -> None:
         if ids:
@@ -74,6 +168,31 @@ class OutboxStore:
         with self.engine.begin() as conn:
             conn.execute(self._give_up, {"row_id": row_id, "attempts": MAX_ATTEMPTS_MARK})
 
-    def mark_failed(self, row_id: int) -> None:
+    def mark_failed(self, row_id: int, retry_at: datetime) -> None:
+        """A passing failure: the row (and so its chat) stays held until `retry_at`, for
+        every worker."""
         with self.engine.begin() as conn:
-            conn.execute(self._mark_failed, {"row_id": row_id})
+            conn.execute(self._mark_failed, {"row_id": row_id, "retry_at": retry_at})
+
+    def shown_message(self, channel: str, chat_key: str, replace_key: str) -> str | None:
+        query = select(_shown.c.message_ref).where(
+            _shown.c.channel == channel,
+            _shown.c.chat_key == chat_key,
+            _shown.c.replace_key == replace_key,
+        )
+        with self._reader.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def remember_shown(self, channel: str, chat_key: str, replace_key: str, ref: str) -> None:
+        where = (
+            (_shown.c.channel == channel)
+            & (_shown.c.chat_key == chat_key)
+            & (_shown.c.replace_key == replace_key)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(delete(_shown).where(where))
+            conn.execute(
+                insert(_shown).values(
+                    channel=channel, chat_key=chat_key, replace_key=replace_key, message_ref=ref
+                )
+            )

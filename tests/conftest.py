@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from bot.app import App, build_app
 from bot.channels.console import ConsoleChannel
 from bot.config import Settings, load_settings
+from storage.database import make_engine, migrate
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +62,11 @@ def _postgres_database(request: pytest.FixtureRequest) -> str:
         admin.dispose()
 
     request.addfinalizer(drop)
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    migrate(engine)  # as `huizhen migrate` does before PostgreSQL workers start
+    engine.dispose()
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -77,7 +82,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 def app(settings: Settings) -> Iterator[App]:
     application = build_app(settings)
     yield application
-    application.engine.dispose()
+    application.close()
 
 
 @dataclass

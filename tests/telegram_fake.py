@@ -35,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -587,8 +588,12 @@ class FakeBotApi:
         bot_username: str = "huizhen_test_bot",
         bot_first_name: str = "Huizhen",
         max_poll_timeout: float = 1.0,
+        local_files: Path | None = None,
     ) -> None:
+        """`local_files`: behave like a Bot API server started with --local, which hands
+        files over as absolute paths in a folder it shares with the bot (up to 2 GB)."""
         self.token = token
+        self.local_files = local_files
         head = token.split(":", 1)[0]
         self.bot_id = int(head) if head.isdigit() else 123456
         self.bot_username = bot_username
@@ -1601,6 +1606,10 @@ class FakeBotApi:
         entry = self.files.get(file_id)
         if entry is None:
             raise bad_request("invalid file_id")
+        if self.local_files is not None:
+            path = self.local_files / entry.file_unique_id
+            path.write_bytes(entry.data)
+            return {**entry.as_file(), "file_path": str(path.resolve())}
         if entry.too_big:
             raise bad_request("file is too big")
         return entry.as_file()

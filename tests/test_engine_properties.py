@@ -654,7 +654,7 @@ class PipelineMachine(RuleBasedStateMachine):
         return f"id-{self.next_id - 1}"
 
     def teardown(self) -> None:
-        self.app.engine.dispose()
+        self.app.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def stored(self, user: str) -> ConversationState | None:

@@ -22,7 +22,7 @@ def outbox_rows(settings: Settings) -> int:
     app = build_app(settings)
     with Session(app.engine) as session:
         count = session.exec(select(func.count()).select_from(Outbox)).one()
-    app.engine.dispose()
+    app.close()
     return int(count)
 
 
@@ -37,7 +37,7 @@ def test_a_new_process_resumes_each_conversation_at_its_step(settings: Settings)
     alice.press("For me")
     alice.press("Doctors disagree")
     bob.say("/start")
-    first.engine.dispose()
+    first.close()
 
     # A separate interpreter, as after a crash or a deploy, on the same database.
     script = (

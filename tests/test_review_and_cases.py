@@ -74,7 +74,8 @@ def test_after_submission_status_shows_the_reference_and_newcase_starts_again(
     chat.press("Submit the case")
     reference = app.queue.list()[0].reference
     reply = chat.say("/status")
-    assert f"Case {reference}: submitted on" in reply
+    assert f"Case {reference}, submitted on" in reply
+    assert "A coordinator will look at it soon" in reply
     reply = chat.say("/back")
     assert "already submitted" in reply
     reply = chat.say("/newcase")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +25,10 @@ from bot.config import Settings, load_settings
 from bot.runner import telegram_client
 from bot.web import SECRET_HEADER, TELEGRAM_WEBHOOK_PATH, make_web_app
 from conversations.state import ConversationKey
-from storage.models import CoordinatorAction, Document
+from handlers import pipeline as pipeline_module
+from handlers.casework import Actor
+from storage.models import CoordinatorAction, Document, UploadToken
+from tests.dicom_factory import write_series, zip_files
 from tests.telegram_fake import FakeBotApi, Sent
 
 T = TypeVar("T")
@@ -68,7 +73,7 @@ async def bot(
         yield channel
     finally:
         await channel.stop()
-        app.engine.dispose()
+        app.close()
 
 
 class Patient:
@@ -188,7 +193,8 @@ def test_a_complete_intake_reaches_the_coordinators_group(settings: Settings, li
                 assert case.reference in (card.plain_text or "")
                 assert "Readiness" in (card.plain_text or "")
                 assert "Pathology report" in (card.plain_text or "")
-                assert card.buttons == [["Claim / 认领"]]
+                assert card.buttons[0] == ["Claim / 认领"]
+                assert card.buttons[1][0].startswith("Decline / ")
                 assert "病例 " + case.reference in (card.plain_text or "")  # and in Chinese
 
                 refused = fake.press(card, "Claim", user_id=STRANGER)
@@ -208,7 +214,10 @@ def test_a_complete_intake_reaches_the_coordinators_group(settings: Settings, li
                 assert "You have claimed this case." in answers
                 with Session(channel.app.engine) as session:
                     actions = session.exec(select(CoordinatorAction)).all()
-                assert [(a.actor, a.allowed) for a in actions] == [("901", False), ("900", True)]
+                assert [(a.actor, a.allowed) for a in actions] == [
+                    ("chat:901", False),
+                    ("chat:900", True),
+                ]
                 state = channel.app.pipeline.state_of(ConversationKey("telegram", "501"))
                 assert state is not None and state.referral == "clinic-42"
                 assert {c for c in fake.commands} >= {"", "en", "zh"}
@@ -298,21 +307,41 @@ def test_an_album_of_five_files_is_acknowledged_once(settings: Settings, library
                 )
             await fake.wait_for(lambda: len(documents(channel)) == 5, timeout=10)
             await settle(fake)
-            replies = fake.sent(503)[before:]
-            assert len(replies) == 1
-            assert all(f"Received: scan-{i}.pdf" in (replies[0].plain_text or "") for i in range(5))
+            replies = [r.plain_text or "" for r in fake.sent(503)[before:]]
+            # One acknowledgement, one report of what the files are, one question at a time.
+            acknowledged = [r for r in replies if "Received: scan-" in r]
+            assert len(acknowledged) == 1
+            assert all(f"Received: scan-{i}.pdf" in acknowledged[0] for i in range(5))
+            checked = [r for r in replies if "I've checked what you sent" in r]
+            assert len(checked) == 1
+            assert all(f"scan-{i}.pdf" in checked[0] for i in range(5))
+            assert replies[-1] == "Which part of the checklist is scan-0.pdf?"
 
     run(scenario)
 
 
 def test_an_oversized_file_gets_a_kind_message(settings: Settings, library: str) -> None:
     async def scenario() -> None:
-        async with FakeBotApi() as fake, bot(telegram_settings(settings, fake, library)) as channel:
+        public = {"PUBLIC_BASE_URL": "https://huizhen.example"}
+        async with (
+            FakeBotApi() as fake,
+            bot(telegram_settings(settings, fake, library, **public)) as channel,
+        ):
             patient = Patient(fake, 504)
             await consent(patient)
             reply = await patient.upload("ct-study.zip", b"PK", size_override=25 * 1024 * 1024)
-            assert "too large for me to receive here" in reply
-            assert "Nothing from this file was kept" in reply
+            assert "ct-study.zip is too large to send in this chat" in reply
+            assert "nothing of it was kept" in reply
+            # A fresh upload link for this case, valid for a day; only its hash is stored.
+            link = re.search(r"https://huizhen\.example/u/([\w-]+)", reply)
+            assert link is not None and "valid for 24 hours" in reply
+            grant = channel.app.upload_tokens.resolve(link.group(1), datetime.now(UTC))
+            assert grant is not None and grant.chat_key == "504"
+            with Session(channel.app.engine) as session:
+                stored = session.exec(select(UploadToken)).one()
+            assert (
+                stored.token_hash != link.group(1) and link.group(1) not in stored.model_dump_json()
+            )
             assert documents(channel) == []
             assert not fake.calls_of("getFile")
 
@@ -483,7 +512,7 @@ def test_huizhen_run_serves_telegram_until_stopped(settings: Settings) -> None:
             finally:
                 stop.set()
                 await asyncio.wait_for(server, timeout=15)
-                app.engine.dispose()
+                app.close()
             state = app.pipeline.state_of(ConversationKey("telegram", "513"))
             assert state is not None and state.locale == "ja"
 
@@ -509,5 +538,159 @@ def test_one_update_that_cannot_be_handled_does_not_block_the_others(
             await fake.wait_for_sent(515, 1, timeout=15)
             assert "something went wrong on our side" in (fake.sent(514)[-1].plain_text or "")
             assert (fake.sent(515)[0].plain_text or "").startswith("Hello, I'm Huizhen")
+
+    run(scenario)
+
+
+def test_a_zipped_scan_is_checked_with_progress_and_its_preview_is_sent_as_a_photo(
+    settings: Settings, library: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Show progress from the first file on (a real batch waits two seconds first).
+    monkeypatch.setattr(pipeline_module, "PROGRESS_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(pipeline_module, "PROGRESS_EVERY_SECONDS", 0.0)
+    series = write_series(tmp_path / "cd" / "DICOM", count=8)
+    archive = zip_files(tmp_path / "ct.zip", series, root=tmp_path / "cd").read_bytes()
+
+    async def scenario() -> None:
+        async with FakeBotApi() as fake, bot(telegram_settings(settings, fake, library)):
+            patient = Patient(fake, 505)
+            await through_to_records(patient)
+            while "Scans as original files" not in (patient.question().plain_text or ""):
+                await patient.press("I'll get it later")
+            await patient.press("Send it now")
+            before = len(fake.sent(505))
+            fake.push_update(fake.document(505, "ct.zip", archive, "application/zip"))
+            await fake.wait_for(lambda: any(s.method == "sendPhoto" for s in fake.sent(505)))
+            await settle(fake)
+            sent = fake.sent(505)[before:]
+            photo = next(s for s in sent if s.method == "sendPhoto")
+            assert photo.file is not None and photo.file.data.startswith(b"\x89PNG")
+            assert "Is this the scan you meant? CT scan of the chest" in (photo.plain_text or "")
+            assert photo.buttons == [["Yes, that's it"], ["No, that's not it"]]
+            # One progress message, edited in place, ending with what was checked.
+            progress = [s for s in sent if "Checking your files" in (s.plain_text or "")]
+            assert progress and all(s.message_id == progress[0].message_id for s in progress)
+            finished = fake.message(505, progress[0].message_id)
+            assert finished is not None and finished["text"] == "Checked 8 files."
+            assert any(s.method == "editMessageText" for s in progress)
+            reply = await patient.press("Yes, that's it")
+            assert "The scan is with your case" in reply
+
+    run(scenario)
+
+
+def test_coordinators_work_a_case_from_its_card_and_the_patient_follows(
+    settings: Settings, library: str, tmp_path: Path
+) -> None:
+    """Claim, request an item on the card, the patient sends it, ready, sent, the opinion
+    delivered, a follow-up question back in the coordinators' chat."""
+
+    async def press_card(fake: FakeBotApi, label: str) -> str:
+        card = fake.sent(COORDINATOR_CHAT)[0]
+        current = fake.message(COORDINATOR_CHAT, card.message_id)
+        assert current is not None
+        before = len(fake.callback_answers)
+        fake.push_update(fake.press(current, label, user_id=COORDINATOR))
+        await fake.wait_for(lambda: len(fake.callback_answers) > before)
+        await settle(fake)
+        return (fake.message(COORDINATOR_CHAT, card.message_id) or {}).get("text", "")
+
+    async def scenario() -> None:
+        async with FakeBotApi() as fake:
+            fake.add_chat(COORDINATOR_CHAT, "supergroup", "Coordinators")
+            async with bot(telegram_settings(settings, fake, library)) as channel:
+                patient = Patient(fake, 506)
+                await through_to_records(patient)
+                while "Send it now" in str(patient.question().buttons):
+                    await patient.press("I'll get it later")
+                await patient.press("Continue to review")
+                await patient.press("Submit the case")
+                await fake.wait_for_sent(COORDINATOR_CHAT, 1)
+
+                text = await press_card(fake, "Claim")
+                assert "Status: in review" in text
+                await fake.wait_for(lambda: "now reviewing your case" in texts(fake.sent(506)))
+                text = await press_card(fake, "Request items")
+                text = await press_card(fake, "Pathology report")
+                card = fake.message(COORDINATOR_CHAT, fake.sent(COORDINATOR_CHAT)[0].message_id)
+                assert card is not None and "✓ Pathology report" in str(card["reply_markup"])
+                before = len(fake.sent(506))
+                text = await press_card(fake, "Send the request")
+                assert "Status: waiting for the patient" in text
+                assert "Requested: Pathology report" in text
+                await fake.wait_for(lambda: len(fake.sent(506)) > before)
+                asked = texts(fake.sent(506)[before:])
+                assert "the coordinator needs a few more records" in asked
+                assert "Pathology report" in asked
+
+                await patient.upload("biopsy.pdf", b"%PDF-1.4 biopsy", caption=None)
+                await fake.wait_for(
+                    lambda: "new files from the patient: 1" in texts(fake.sent(COORDINATOR_CHAT))
+                )
+                await press_card(fake, "Ready to send")
+                text = await press_card(fake, "Sent to specialist")
+                assert "Status: sent to a specialist" in text
+
+                opinion = tmp_path / "opinion.pdf"
+                opinion.write_bytes(b"%PDF-1.4 the written opinion")
+                reference = channel.app.queue.list()[0].reference
+                operator = Actor("900", "cli")
+                await asyncio.to_thread(
+                    channel.app.casework.attach_opinion, reference, opinion, None, operator
+                )
+                await channel.deliver_now()
+                await fake.wait_for(lambda: any(s.method == "sendDocument" for s in fake.sent(506)))
+                await settle(fake)
+                document = next(s for s in fake.sent(506) if s.method == "sendDocument")
+                assert document.file is not None and document.file.data == opinion.read_bytes()
+                assert "one expert's view" in texts(fake.sent(506))
+                await patient.press("Ask a question")
+                reply = await patient.say("Should I wait for surgery?")
+                assert "Your question is with the coordinator" in reply
+                await fake.wait_for(
+                    lambda: "asked a follow-up question" in texts(fake.sent(COORDINATOR_CHAT))
+                )
+                card = fake.message(COORDINATOR_CHAT, fake.sent(COORDINATOR_CHAT)[0].message_id)
+                assert card is not None and "Should I wait for surgery?" in card["text"]
+                assert "Status: in review" in card["text"]
+
+                # A translation of the patient's words, attached from the chat.
+                before = len(fake.sent(COORDINATOR_CHAT))
+                fake.push_update(
+                    fake.command(
+                        COORDINATOR,
+                        "/translate",
+                        payload=f"{reference} diagnosis 肝癌，4厘米，建议手术",
+                        chat_id=COORDINATOR_CHAT,
+                    )
+                )
+                await fake.wait_for(lambda: len(fake.sent(COORDINATOR_CHAT)) > before)
+                assert f"Translation saved for {reference}." in texts(
+                    fake.sent(COORDINATOR_CHAT)[before:]
+                )
+                translations = channel.app.casework.translations(channel.app.queue.list()[0].id)
+                assert translations == {"diagnosis": "肝癌，4厘米，建议手术"}
+
+    run(scenario)
+
+
+def test_behind_a_local_bot_api_server_a_large_file_is_taken_from_the_shared_folder(
+    settings: Settings, library: str, tmp_path: Path
+) -> None:
+    shared = tmp_path / "bot-api-files"
+    shared.mkdir()
+
+    async def scenario() -> None:
+        async with (
+            FakeBotApi(local_files=shared) as fake,
+            bot(telegram_settings(settings, fake, library, TELEGRAM_LOCAL_MODE="yes")) as channel,
+        ):
+            patient = Patient(fake, 507)
+            await consent(patient)
+            letter = b"%PDF-1.4 a long discharge summary"
+            reply = await patient.upload("summary.pdf", letter, size_override=300 * 1024 * 1024)
+            assert "Received: summary.pdf" in reply
+            await fake.wait_for(lambda: len(documents(channel)) == 1)
+            assert documents(channel)[0].sha256 == hashlib.sha256(letter).hexdigest()
 
     run(scenario)

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from bot.app import App
+from bot.app import App, read_stored
 from conversations.i18n import translator
 from conversations.state import ConversationKey
 from handlers.events import CoordinatorNotice, FileRef, Inbound, InboundKind, Option, Outbound
@@ -106,20 +106,33 @@ class ConsoleChannel:
 
     # --- outbound (ReplySender, CoordinatorSink, FileOpener) -------------------------------
 
-    async def send(self, chat_key: str, message: Outbound) -> None:
+    async def send(self, chat_key: str, message: Outbound) -> str | None:
         self.show(message)
+        return None
 
     def show(self, message: Outbound) -> None:
         lines = [message.text]
+        t = translator(message.locale)
+        for picture in message.files:
+            path = self._save_picture(picture.source, picture.name)
+            lines.append(t("(A file, saved for you to open: {path})", path=str(path)))
         if message.options:
             self._options = message.options
             self._prompt_ref = message.prompt_ref
             lines += [f"  {i}) {option.label}" for i, option in enumerate(message.options, 1)]
         if message.expects_files:
-            t = translator(message.locale)
             lines.append(t("(To send a file, type its full path and press Enter.)"))
         self.output.write("\n".join(lines) + "\n\n")
         self.output.flush()
+
+    def _save_picture(self, source: str, name: str) -> Path:
+        """The console cannot show a picture or a document: it is written where the person at
+        the terminal can open it (their own machine; a platform channel sends it instead)."""
+        folder = self.app.settings.data_dir / "console-files"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{source.rsplit(':', 1)[-1][:12]}-{Path(name).name or 'picture.png'}"
+        path.write_bytes(read_stored(self.app, source))
+        return path
 
     async def notify(self, notice: CoordinatorNotice) -> None:
         self.output.write(f"[coordinators] {notice.text}\n\n")

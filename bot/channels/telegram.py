@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any, BinaryIO
 
@@ -18,6 +18,7 @@ from telegram import (
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     Update,
 )
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter
@@ -39,11 +40,12 @@ from handlers.delivery import RetryLater, Undeliverable
 class PtbClient:
     library = "ptb"
 
-    def __init__(self, token: str, api_root: str) -> None:
+    def __init__(self, token: str, api_root: str, local_mode: bool = False) -> None:
         self.bot = Bot(
             token,
             base_url=f"{api_root}/bot",
             base_file_url=f"{api_root}/file/bot",
+            local_mode=local_mode,
             request=HTTPXRequest(connection_pool_size=16),
             get_updates_request=HTTPXRequest(read_timeout=60),
         )
@@ -70,31 +72,49 @@ class PtbClient:
     async def send_text(
         self, chat_id: str, text: str, buttons: Sequence[Button], edit_message_id: int | None
     ) -> int:
-        markup = (
-            InlineKeyboardMarkup(
-                [[InlineKeyboardButton(b.label, callback_data=b.data)] for b in buttons]
-            )
-            if buttons
-            else None
-        )
+        markup = _markup(buttons)
         try:
-            if edit_message_id is not None:
-                edited = await self.bot.edit_message_text(
-                    text, chat_id=chat_id, message_id=edit_message_id, reply_markup=markup
-                )
-                return edit_message_id if isinstance(edited, bool) else edited.message_id
-            sent = await self.bot.send_message(chat_id, text, reply_markup=markup)
-            return sent.message_id
-        except RetryAfter as error:
-            raise RetryLater(_seconds(error)) from error
-        except (Forbidden, ChatMigrated) as error:
-            raise Undeliverable(type(error).__name__) from error
+            with _mapped_errors():
+                if edit_message_id is not None:
+                    edited = await self.bot.edit_message_text(
+                        text, chat_id=chat_id, message_id=edit_message_id, reply_markup=markup
+                    )
+                    return edit_message_id if isinstance(edited, bool) else edited.message_id
+                sent = await self.bot.send_message(chat_id, text, reply_markup=markup)
+                return sent.message_id
         except BadRequest as error:
             outcome = after_bad_request(error.message, edit_message_id is not None)
             if outcome == "unchanged":
                 return edit_message_id or 0
             if outcome == "send_anew":
                 return await self.send_text(chat_id, text, buttons, None)
+            raise Undeliverable(type(error).__name__) from error
+
+    async def send_photo(
+        self, chat_id: str, photo: bytes, filename: str, caption: str, buttons: Sequence[Button]
+    ) -> int:
+        try:
+            with _mapped_errors():
+                sent = await self.bot.send_photo(
+                    chat_id,
+                    InputFile(photo, filename=filename),
+                    caption=caption or None,
+                    reply_markup=_markup(buttons),
+                )
+                return sent.message_id
+        except BadRequest as error:
+            raise Undeliverable(type(error).__name__) from error
+
+    async def send_document(
+        self, chat_id: str, document: bytes, filename: str, caption: str
+    ) -> int:
+        try:
+            with _mapped_errors():
+                sent = await self.bot.send_document(
+                    chat_id, InputFile(document, filename=filename), caption=caption or None
+                )
+                return sent.message_id
+        except BadRequest as error:
             raise Undeliverable(type(error).__name__) from error
 
     async def answer_callback(self, callback_query_id: str, text: str | None) -> None:
@@ -125,6 +145,25 @@ class PtbClient:
 
     async def delete_webhook(self) -> None:
         await self.bot.delete_webhook()
+
+
+def _markup(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.label, callback_data=b.data)] for b in buttons]
+    )
+
+
+@contextlib.contextmanager
+def _mapped_errors() -> Iterator[None]:
+    """The library's errors in the terms delivery understands."""
+    try:
+        yield
+    except RetryAfter as error:
+        raise RetryLater(_seconds(error)) from error
+    except (Forbidden, ChatMigrated) as error:
+        raise Undeliverable(type(error).__name__) from error
 
 
 def _seconds(error: RetryAfter) -> float:

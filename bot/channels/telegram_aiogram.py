@@ -7,7 +7,7 @@ runtime (telegram_runtime.py) polls through `fetch_updates` and confirms after s
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
 from aiogram import Bot
@@ -19,7 +19,13 @@ from aiogram.exceptions import (
     TelegramMigrateToChat,
     TelegramRetryAfter,
 )
-from aiogram.types import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from aiogram.types import (
+    BotCommand,
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
 
 from bot.channels.telegram_base import (
     UPDATE_TYPES,
@@ -36,8 +42,8 @@ from handlers.delivery import RetryLater, Undeliverable
 class AiogramClient:
     library = "aiogram"
 
-    def __init__(self, token: str, api_root: str) -> None:
-        server = TelegramAPIServer.from_base(api_root)
+    def __init__(self, token: str, api_root: str, local_mode: bool = False) -> None:
+        server = TelegramAPIServer.from_base(api_root, is_local=local_mode)
         self.bot = Bot(token, session=AiohttpSession(api=server))
 
     async def start(self) -> None:
@@ -65,33 +71,49 @@ class AiogramClient:
     async def send_text(
         self, chat_id: str, text: str, buttons: Sequence[Button], edit_message_id: int | None
     ) -> int:
-        markup = (
-            InlineKeyboardMarkup(
-                inline_keyboard=[
-                    [InlineKeyboardButton(text=b.label, callback_data=b.data)] for b in buttons
-                ]
-            )
-            if buttons
-            else None
-        )
+        markup = _markup(buttons)
         try:
-            if edit_message_id is not None:
-                edited = await self.bot.edit_message_text(
-                    text=text, chat_id=chat_id, message_id=edit_message_id, reply_markup=markup
-                )
-                return edit_message_id if isinstance(edited, bool) else edited.message_id
-            sent = await self.bot.send_message(chat_id, text, reply_markup=markup)
-            return sent.message_id
-        except TelegramRetryAfter as error:
-            raise RetryLater(float(error.retry_after)) from error
-        except (TelegramForbiddenError, TelegramMigrateToChat) as error:
-            raise Undeliverable(type(error).__name__) from error
+            with _mapped_errors():
+                if edit_message_id is not None:
+                    edited = await self.bot.edit_message_text(
+                        text=text, chat_id=chat_id, message_id=edit_message_id, reply_markup=markup
+                    )
+                    return edit_message_id if isinstance(edited, bool) else edited.message_id
+                sent = await self.bot.send_message(chat_id, text, reply_markup=markup)
+                return sent.message_id
         except TelegramBadRequest as error:
             outcome = after_bad_request(error.message, edit_message_id is not None)
             if outcome == "unchanged":
                 return edit_message_id or 0
             if outcome == "send_anew":
                 return await self.send_text(chat_id, text, buttons, None)
+            raise Undeliverable(type(error).__name__) from error
+
+    async def send_photo(
+        self, chat_id: str, photo: bytes, filename: str, caption: str, buttons: Sequence[Button]
+    ) -> int:
+        try:
+            with _mapped_errors():
+                sent = await self.bot.send_photo(
+                    chat_id,
+                    BufferedInputFile(photo, filename=filename),
+                    caption=caption or None,
+                    reply_markup=_markup(buttons),
+                )
+                return sent.message_id
+        except TelegramBadRequest as error:
+            raise Undeliverable(type(error).__name__) from error
+
+    async def send_document(
+        self, chat_id: str, document: bytes, filename: str, caption: str
+    ) -> int:
+        try:
+            with _mapped_errors():
+                sent = await self.bot.send_document(
+                    chat_id, BufferedInputFile(document, filename=filename), caption=caption or None
+                )
+                return sent.message_id
+        except TelegramBadRequest as error:
             raise Undeliverable(type(error).__name__) from error
 
     async def answer_callback(self, callback_query_id: str, text: str | None) -> None:
@@ -123,3 +145,24 @@ class AiogramClient:
 
     async def delete_webhook(self) -> None:
         await self.bot.delete_webhook()
+
+
+def _markup(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=b.label, callback_data=b.data)] for b in buttons
+        ]
+    )
+
+
+@contextlib.contextmanager
+def _mapped_errors() -> Iterator[None]:
+    """The library's errors in the terms delivery understands."""
+    try:
+        yield
+    except TelegramRetryAfter as error:
+        raise RetryLater(float(error.retry_after)) from error
+    except (TelegramForbiddenError, TelegramMigrateToChat) as error:
+        raise Undeliverable(type(error).__name__) from error

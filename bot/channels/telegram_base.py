@@ -17,6 +17,8 @@ from storage.files import FileTooLarge
 
 # The Bot API hands bots files up to 20 MB; a local Bot API server lifts that.
 CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024
+# What a local Bot API server (--local) hands over.
+LOCAL_DOWNLOAD_LIMIT = 2000 * 1024 * 1024
 MESSAGE_LIMIT = 4096
 CALLBACK_DATA_LIMIT = 64
 UPDATE_TYPES = ("message", "callback_query")
@@ -64,6 +66,14 @@ class TelegramClient(Protocol):
 
     async def send_text(
         self, chat_id: str, text: str, buttons: Sequence[Button], edit_message_id: int | None
+    ) -> int: ...
+
+    async def send_photo(
+        self, chat_id: str, photo: bytes, filename: str, caption: str, buttons: Sequence[Button]
+    ) -> int: ...
+
+    async def send_document(
+        self, chat_id: str, document: bytes, filename: str, caption: str
     ) -> int: ...
 
     async def answer_callback(self, callback_query_id: str, text: str | None) -> None: ...

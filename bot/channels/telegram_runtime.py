@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from bot.app import App
+from bot.app import App, read_stored
 from bot.channels.telegram_base import (
     CHANNEL,
+    LOCAL_DOWNLOAD_LIMIT,
     Button,
     Incoming,
     RateLimiter,
@@ -25,13 +27,17 @@ from bot.channels.telegram_base import (
 )
 from conversations.i18n import N_, SUPPORTED_LOCALES, negotiate, translator
 from handlers.coordinators import CoordinatorDesk
-from handlers.delivery import deliver_pending
 from handlers.events import CoordinatorNotice, Inbound, InboundKind, Outbound
 from handlers.failure import apology
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 25
+UPLOAD_SWEEP_SECONDS = 60
+SCHEDULED_WORK_SECONDS = 15 * 60
+FILE_RETRY_SECONDS = 15
+UPLOAD_QUIET_PERIOD = timedelta(minutes=10)
+CAPTION_LIMIT = 1024
 # Tries to store one update before it is answered with an apology and passed over.
 MAX_STORE_ATTEMPTS = 3
 COMMANDS = (
@@ -55,9 +61,11 @@ class TelegramChannel:
         self.app = app
         self.client = client
         self.settings = app.settings
-        self.desk = CoordinatorDesk(app.engine, app.settings.coordinator_ids)
-        self.limiter = limiter or RateLimiter()
+        self.desk = CoordinatorDesk(app.casework)
+        rate = float(app.settings.telegram_send_rate)
+        self.limiter = limiter or RateLimiter(overall=(rate, rate))
         self._wake = asyncio.Event()
+        self._files_waiting = asyncio.Event()
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -77,7 +85,18 @@ class TelegramChannel:
             await self.client.delete_webhook()
             self._tasks.append(asyncio.create_task(self._poll_forever()))
         self._tasks.append(asyncio.create_task(self._deliver_forever()))
+        self._tasks.append(asyncio.create_task(self._check_files_forever()))
+        self._tasks.append(asyncio.create_task(self._sweep_uploads_forever()))
+        self._tasks.append(asyncio.create_task(self._scheduled_work_forever()))
+        loop = self._loop
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        # Progress messages are queued from the worker thread that checks files.
+        self.app.pipeline.wake = wake
         self._wake.set()  # whatever a previous run left in the outbox goes out now
+        self._files_waiting.set()  # and files a previous run had not finished are checked
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -141,6 +160,8 @@ class TelegramChannel:
 
     async def receive(self, incoming: Sequence[Incoming]) -> None:
         """Store a batch of updates (albums as one), then answer buttons and send replies."""
+        if self.settings.telegram_local_mode:
+            incoming = [_within_local_limit(item) for item in incoming]
         items = group_albums(incoming)
         patients = [
             item.inbound
@@ -202,13 +223,81 @@ class TelegramChannel:
             with contextlib.suppress(Exception):
                 await self.client.chat_action(chat, "typing")
         if chats:
-            await asyncio.to_thread(self.app.pipeline.run_jobs, {CHANNEL: self})
+            self._files_waiting.set()
+
+    def files_arrived(self) -> None:
+        """Files came in another way (the upload page): check them."""
+        self._files_waiting.set()
+
+    async def _check_files_forever(self) -> None:
+        """Files are stored and checked here, apart from receiving: a 2 GB disc being checked
+        does not hold up anyone's messages."""
+        while not self._stopping.is_set():
+            await self._files_waiting.wait()
+            self._files_waiting.clear()
+            try:
+                await asyncio.to_thread(self.app.pipeline.run_jobs, {CHANNEL: self})
+                retry = bool(await asyncio.to_thread(self.app.pipeline.jobs.pending, 1))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.error("checking files failed (%s)", type(error).__name__)
+                retry = True
+            self._wake.set()
+            if retry:
+                # A file Telegram could not hand over just now: try again in a while.
+                assert self._loop is not None
+                self._loop.call_later(FILE_RETRY_SECONDS, self._files_waiting.set)
+
+    async def _scheduled_work_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await asyncio.to_thread(self.app.scheduled_work)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.error("scheduled work failed (%s)", type(error).__name__)
+            self._wake.set()
+            await asyncio.sleep(SCHEDULED_WORK_SECONDS)
+
+    async def _sweep_uploads_forever(self) -> None:
+        """Files that reached the upload page whose page closed before saying "done"."""
+        while not self._stopping.is_set():
+            await asyncio.sleep(UPLOAD_SWEEP_SECONDS)
+            try:
+                found = await asyncio.to_thread(
+                    self.app.uploads.sweep, datetime.now(UTC), UPLOAD_QUIET_PERIOD
+                )
+                await asyncio.to_thread(
+                    self.app.uploads.remove_abandoned,
+                    datetime.now(UTC),
+                    timedelta(hours=self.settings.upload_link_hours + 24),
+                )
+                for grant, uploads in found:
+                    if grant.channel == CHANNEL:
+                        await asyncio.to_thread(self.app.announce_uploads, grant, uploads)
+                        ids = [upload.id for upload in uploads]
+                        await asyncio.to_thread(
+                            self.app.uploads.mark_announced, ids, datetime.now(UTC)
+                        )
+                        self.files_arrived()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.error("the upload sweep failed (%s)", type(error).__name__)
 
     # --- coordinators ----------------------------------------------------------------------
 
     async def _coordinator_action(self, item: Incoming) -> None:
         inbound = item.inbound
         assert inbound is not None
+        if inbound.kind == InboundKind.COMMAND and inbound.command.lower() == "translate":
+            answer = await asyncio.to_thread(self.desk.translate, inbound.user_key, inbound.args)
+            chat = self.settings.coordinator_chat_id
+            assert chat is not None
+            await self.limiter.acquire(chat)
+            await self.client.send_text(chat, answer, [], None)
+            return
         if inbound.kind != InboundKind.CHOICE:
             return  # coordinators talk among themselves in their group: not for us
         now = datetime.now(UTC)
@@ -226,6 +315,13 @@ class TelegramChannel:
             return
         message_ref = await asyncio.to_thread(self.desk.card_message_ref, notice.case_ref)
         await self._show_card(notice.case_ref, int(message_ref) if message_ref else None)
+        if notice.text and message_ref:
+            # Something coordinators should see now (a follow-up question, an idle case): a
+            # new message, since an edited card notifies no one.
+            chat = self.settings.coordinator_chat_id
+            assert chat is not None
+            await self.limiter.acquire(chat)
+            await self.client.send_text(chat, notice.text, [], None)
 
     async def _show_card(self, reference: str, message_id: int | None) -> None:
         chat = self.settings.coordinator_chat_id
@@ -242,18 +338,37 @@ class TelegramChannel:
 
     # --- sending (ReplySender) -------------------------------------------------------------
 
-    async def send(self, chat_key: str, message: Outbound) -> None:
-        chunks = split_text(message.text)
+    async def send(self, chat_key: str, message: Outbound) -> str | None:
         buttons = [
             Button(o.label, encode_callback(message.prompt_ref, o.id)) for o in message.options
         ]
+        pictures = [f for f in message.files if (f.mime_type or "").startswith("image/")]
+        for document in (f for f in message.files if f not in pictures):
+            # Documents Huizhen passes on (the specialist's opinion): sent before the text.
+            data = await asyncio.to_thread(read_stored, self.app, document.source)
+            await self.limiter.acquire(chat_key)
+            await self.client.send_document(chat_key, data, document.name or "document.pdf", "")
+        for image in pictures:
+            # Previews Huizhen made (a scan's slice): the caption carries the question.
+            photo = await asyncio.to_thread(read_stored, self.app, image.source)
+            await self.limiter.acquire(chat_key)
+            if len(message.text) <= CAPTION_LIMIT:
+                return str(
+                    await self.client.send_photo(
+                        chat_key, photo, image.name or "preview.png", message.text, buttons
+                    )
+                )
+            await self.client.send_photo(chat_key, photo, image.name or "preview.png", "", [])
+        chunks = split_text(message.text)
         edit = int(message.edit_of) if message.edit_of and message.edit_of.isdigit() else None
+        sent = 0
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
             await self.limiter.acquire(chat_key)
-            await self.client.send_text(
+            sent = await self.client.send_text(
                 chat_key, chunk, buttons if last else [], edit if len(chunks) == 1 else None
             )
+        return str(sent)
 
     async def _deliver_forever(self) -> None:
         while not self._stopping.is_set():
@@ -261,7 +376,7 @@ class TelegramChannel:
                 await asyncio.wait_for(self._wake.wait(), timeout=30)
             self._wake.clear()
             try:
-                report = await deliver_pending(self.app.outbox, {CHANNEL: self}, self)
+                report = await self.app.deliver({CHANNEL: self}, self)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -269,13 +384,15 @@ class TelegramChannel:
                 await asyncio.sleep(1)
                 self._wake.set()
                 continue
-            if report.retry_in is not None:
+            if report.more:
+                self._wake.set()
+            elif report.retry_in is not None:
                 await asyncio.sleep(report.retry_in)
                 self._wake.set()
 
     async def deliver_now(self) -> None:
         """One delivery round (tests and shutdown use it)."""
-        await deliver_pending(self.app.outbox, {CHANNEL: self}, self)
+        await self.app.deliver({CHANNEL: self}, self)
 
     # --- files (FileOpener; called from a worker thread) -----------------------------------
 
@@ -296,6 +413,18 @@ class TelegramChannel:
         path = self.settings.data_dir / "spool"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def _within_local_limit(item: Incoming) -> Incoming:
+    """Behind a local Bot API server, files up to 2 GB can be fetched, not just 20 MB."""
+    inbound = item.inbound
+    if inbound is None or not any(file.too_large for file in inbound.files):
+        return item
+    files = tuple(
+        file.model_copy(update={"too_large": (file.size or 0) > LOCAL_DOWNLOAD_LIMIT})
+        for file in inbound.files
+    )
+    return dataclasses.replace(item, inbound=inbound.model_copy(update={"files": files}))
 
 
 def group_albums(incoming: Sequence[Incoming]) -> list[Incoming]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conversations.effects import IngestFile
-from conversations.i18n import N_, Translator
+from conversations.i18n import N_, Translator, translator
 from conversations.state import ConversationState, RecordFile, RecordItem
 from conversations.step import Choice, Context, Outcome, Step
 from handlers.events import FileRef
@@ -16,6 +16,13 @@ from records.checklist import (
 )
 
 MAX_FILES_PER_CASE = 500
+# Files past this many in one message are acknowledged as a count, not one line each.
+LIST_RECEIVED_UP_TO = 8
+UPLOAD_PAGE_NOTE = N_(
+    "On the upload page you can send files of any size, several at once, or a whole folder "
+    "such as a hospital disc. I'll tell you here what arrived. When you're done there, press "
+    "Done here."
+)
 
 
 def current_item(state: ConversationState) -> ChecklistItem | None:
@@ -91,6 +98,7 @@ def accept_files(
         state.draft.unsorted_files
     )
     notes: list[str] = []
+    received: list[str] = []
     effects = []
     for file in files:
         if already >= MAX_FILES_PER_CASE:
@@ -113,7 +121,13 @@ def accept_files(
                 file_id=record_file.file_id, case_id=state.draft.case_id, item=item_id, file=file
             )
         )
-        notes.append(t("Received: {name}", name=file.name or t("a file")))
+        received.append(file.name or t("a file"))
+    if len(received) > LIST_RECEIVED_UP_TO:
+        notes.insert(
+            0, t.plural("Received {count} file.", "Received {count} files.", len(received))
+        )
+    else:
+        notes[:0] = [t("Received: {name}", name=name) for name in received]
     return Outcome(notes=["\n".join(notes)], effects=list(effects), prompt=False)
 
 
@@ -141,6 +155,9 @@ def _upload_choice(state: ConversationState, choice: str, ctx: Context) -> Outco
     if item is None:
         return Outcome(goto="readiness")
     record = _record(state, item.id)
+    if choice == "upload_page":
+        note = translator(state.locale)(UPLOAD_PAGE_NOTE)
+        return Outcome(notes=[note], upload_link=True, prompt=False)
     if choice == "done":
         record.status = "uploaded" if record.files else "later"
         return _advance(state)
@@ -161,6 +178,7 @@ RECORDS_UPLOAD = Step(
     prompt=_upload_prompt,
     choices=(
         Choice("done", N_("Done")),
+        Choice("upload_page", N_("Big files or a disc: get an upload link")),
         Choice("back_to_item", N_("Not now")),
     ),
     on_choice=_upload_choice,
@@ -171,8 +189,18 @@ RECORDS_UPLOAD = Step(
 
 
 def draft_readiness(state: ConversationState) -> Readiness:
-    statuses = {item_id: record.status for item_id, record in state.draft.records.items()}
+    statuses = {
+        item_id: _status(item_id, record) for item_id, record in state.draft.records.items()
+    }
     return readiness(state.draft.area, statuses)
+
+
+def _status(item_id: str, record: RecordItem) -> str:
+    """Photos alone where scans are asked for: sent, but not yet what specialists need."""
+    photos_only = record.files and all(file.kind == "image" for file in record.files)
+    if item_id == "imaging" and record.status == "uploaded" and photos_only:
+        return "partial"
+    return record.status
 
 
 def readiness_text(state: ConversationState, t: Translator) -> str:
@@ -187,10 +215,13 @@ def readiness_text(state: ConversationState, t: Translator) -> str:
                 "  " + t("You can show this sentence to hospital staff:"),
                 f"  {item.request_zh}",
             ]
+    if result.partial:
+        lines += ["", t("You sent photos of these; specialists need the original files:")]
+        lines += [f"• {t(item.label)}" for item in result.partial]
     if result.later:
         lines += ["", t("You said you'll get these later:")]
         lines += [f"• {t(item.label)}" for item in result.later]
-    if not result.missing_critical and not result.later:
+    if not result.missing_critical and not result.later and not result.partial:
         lines += ["", t("Thank you, that's everything on the list.")]
     return "\n".join(lines)
 

@@ -1,0 +1,249 @@
+"""Webhook throughput and latency with 1, 2 and 4 worker processes on PostgreSQL, and 1 on
+SQLite.
+
+Each configuration starts real `python -m bot run` workers in Telegram webhook mode against
+the fake Bot API of the tests (tests/telegram_fake.py, an aiohttp server in this process), on
+a fresh migrated PostgreSQL database (or SQLite in a temporary DATA_DIR), and plays the same
+simulated users with the same driver as tests/test_workers.py: each user's updates one after
+the other, each posted to a randomly chosen worker once the previous one was answered 200,
+users interleaved, at most 40 requests in flight (Telegram's default max_connections for a
+webhook), a tenth of the updates posted twice. A few users warm the workers up first.
+
+Figures: distinct updates per second of wall time, from the first POST to the last 200 (an
+update is answered only once it is stored), and the latency of each POST up to its 200. The
+scaling ratios compare 2 and 4 PostgreSQL workers with 1, measured in the same run. Replies go
+out meanwhile, paced by Telegram's limits (30 messages a second per worker process); how many
+were delivered while the users played is shown, not waited for.
+
+    .venv/bin/python benchmarks/scale.py               # 1,000 users per configuration
+    .venv/bin/python benchmarks/scale.py --users 200   # quicker
+
+The driver and the fake Bot API share the machine with the workers and the database (its CPU
+share is printed). The last line printed is one JSON object with the figures.
+
+Reading the figures (the project's 2-core machine, 1,000 users, 6,484 updates): 254 updates/s
+with one PostgreSQL worker, 375 with two (x1.48), 322 with four (x1.27): past two processes
+the workers, PostgreSQL and the driver only take turns on the same two cores. One SQLite
+worker stores 352/s. Stored is not delivered: while the users played, one worker sent 7
+replies a second and four workers 56, so 6,000-7,000 of the 7,300 replies were still in the
+outbox when the last update was answered; tests/test_workers.py says why draining it is slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import Engine, create_engine, text
+
+from storage.database import make_engine, migrate
+from tests.conftest import POSTGRES_ADMIN_URL
+from tests.telegram_fake import FakeBotApi
+from tests.test_workers import (
+    SCRIPT,
+    Driver,
+    DriveResult,
+    make_users,
+    running_workers,
+    unsent_rows,
+)
+
+DEFAULT_USERS = 1_000
+WARMUP_USERS = 20
+CONFIGURATIONS = (("pg", 1), ("pg", 2), ("pg", 4), ("sqlite", 1))
+
+
+@dataclass
+class Outcome:
+    name: str
+    workers: int
+    users: int
+    drive: DriveResult
+    delivered: int  # messages the fake received while the users played
+    unsent: int  # outbox rows still waiting when the last update was answered
+    stored: int  # processed_update rows
+    worker_cpu: float  # seconds, all worker processes, the timed part only
+    driver_cpu: float  # seconds, this process (driver and fake Bot API)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}_{self.workers}"
+
+    @property
+    def p99_ms(self) -> float:
+        return self.drive.percentile(0.99) * 1000
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database, migrated as `huizhen migrate` does; dropped afterwards."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"huizhen_bench_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a live process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def count_stored(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM processed_update")).scalar_one())
+
+
+async def measure(name: str, workers: int, users: int, database_url: str | None) -> Outcome:
+    with tempfile.TemporaryDirectory(prefix=f"huizhen-bench-scale-{name}{workers}-") as folder:
+        tmp = Path(folder)
+        url = database_url or f"sqlite:///{tmp / 'data' / 'huizhen.sqlite3'}"
+        environment_url = database_url  # SQLite: the workers' default place in DATA_DIR
+        async with (
+            FakeBotApi() as fake,
+            running_workers(workers, fake, tmp / "data", environment_url, tmp / "logs") as procs,
+        ):
+            ports = [p.port for p in procs]
+            warm = await Driver(fake, ports, seed=1).run(
+                make_users(WARMUP_USERS, first_id=600_000_000)
+            )
+            before_sent = len(fake.sent())
+            cpu_before = [process_cpu(p.process.pid) for p in procs]
+            driver_cpu = time.process_time()
+            drive = await Driver(fake, ports, seed=9).run(make_users(users))
+            driver_cpu = time.process_time() - driver_cpu
+            worker_cpu = sum(
+                process_cpu(p.process.pid) - before
+                for p, before in zip(procs, cpu_before, strict=True)
+            )
+            delivered = len(fake.sent()) - before_sent
+            engine = make_engine(url)
+            try:
+                unsent = await asyncio.to_thread(unsent_rows, engine)
+                stored = await asyncio.to_thread(count_stored, engine)
+            finally:
+                engine.dispose()
+    stored -= warm.updates
+    return Outcome(name, workers, users, drive, delivered, unsent, stored, worker_cpu, driver_cpu)
+
+
+def run_configuration(name: str, workers: int, users: int) -> Outcome:
+    if name == "pg":
+        with postgres_database() as url:
+            return asyncio.run(measure(name, workers, users, url))
+    return asyncio.run(measure(name, workers, users, None))
+
+
+def print_table(outcomes: list[Outcome], cores: int) -> None:
+    label = {"pg": "PostgreSQL", "sqlite": "SQLite"}
+    heads = [f"{label[o.name]} x{o.workers}" for o in outcomes]
+    rows: list[tuple[str, list[str]]] = [
+        ("updates (distinct)", [f"{o.drive.updates:,}" for o in outcomes]),
+        ("  posted twice", [f"{o.drive.duplicates:,}" for o in outcomes]),
+        ("  answered other than 200", [f"{o.drive.retried:,}" for o in outcomes]),
+        ("wall time (s)", [f"{o.drive.seconds:,.1f}" for o in outcomes]),
+        ("updates/s", [f"{o.drive.per_second:,.0f}" for o in outcomes]),
+        ("latency p50 (ms)", [f"{o.drive.percentile(0.5) * 1000:,.0f}" for o in outcomes]),
+        ("latency p99 (ms)", [f"{o.p99_ms:,.0f}" for o in outcomes]),
+        ("latency max (ms)", [f"{max(o.drive.latencies) * 1000:,.0f}" for o in outcomes]),
+        (
+            "worker CPU per update (ms)",
+            [f"{o.worker_cpu / o.drive.updates * 1000:,.1f}" for o in outcomes],
+        ),
+        (
+            "driver + fake CPU share",
+            [f"{o.driver_cpu / (o.drive.seconds * cores):.0%}" for o in outcomes],
+        ),
+        ("messages delivered meanwhile", [f"{o.delivered:,}" for o in outcomes]),
+        ("  delivered/s", [f"{o.delivered / o.drive.seconds:,.0f}" for o in outcomes]),
+        ("  outbox rows still waiting", [f"{o.unsent:,}" for o in outcomes]),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"\n  {'':<{width}}" + "".join(f" {h:>15}" for h in heads))
+    for name, values in rows:
+        print(f"  {name:<{width}}" + "".join(f" {v:>15}" for v in values))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=DEFAULT_USERS)
+    args = parser.parse_args(argv)
+    if args.users < 1:
+        parser.error("--users must be at least 1")
+    cores = os.cpu_count() or 1
+
+    print(
+        f"Huizhen scale-out: {args.users:,} users per configuration, {len(SCRIPT)} moves at "
+        f"most each, through the Telegram webhook"
+    )
+    print(
+        f"This machine has {cores} CPU cores, shared by the workers, PostgreSQL, the driver and "
+        f"the fake Bot API: {cores} processes at most run at once, so 4 workers cannot be 4x one."
+    )
+    outcomes: list[Outcome] = []
+    started = time.perf_counter()
+    for name, workers in CONFIGURATIONS:
+        outcome = run_configuration(name, workers, args.users)
+        outcomes.append(outcome)
+        print(
+            f"  {name} x{workers}: {outcome.drive.per_second:,.0f} updates/s, "
+            f"p99 {outcome.p99_ms:,.0f} ms",
+            flush=True,
+        )
+    print_table(outcomes, cores)
+
+    by = {o.key: o for o in outcomes}
+    base = by["pg_1"].drive.per_second
+    problems = []
+    for o in outcomes:
+        expected = o.drive.updates
+        if o.drive.statuses[200] != o.drive.updates + o.drive.duplicates:
+            problems.append(f"{o.key}: {o.drive.retried} webhook calls not answered 200")
+        if o.stored != expected:
+            problems.append(f"{o.key}: {o.stored} updates stored, {expected} sent")
+    for problem in problems:
+        print(f"check FAILED: {problem}")
+    if not problems:
+        print("check: every update answered 200 and stored once, duplicates included")
+    print(f"total time {time.perf_counter() - started:.0f} s")
+    figures: dict[str, Any] = {"benchmark": "scale"}
+    for o in outcomes:
+        figures[f"{o.key}_updates_per_s"] = round(o.drive.per_second, 1)
+    figures["p99_ms"] = {o.key: round(o.p99_ms, 1) for o in outcomes}
+    figures["scaling_2_over_1"] = round(by["pg_2"].drive.per_second / base, 3)
+    figures["scaling_4_over_1"] = round(by["pg_4"].drive.per_second / base, 3)
+    figures["cores"] = cores
+    figures["users"] = args.users
+    figures["updates"] = by["pg_1"].drive.updates
+    print(json.dumps(figures))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,492 @@
+"""Telling the patient what their files turned out to be, and the small questions that follow:
+"Is this the scan you meant?" and "Which part of the checklist is this file?".
+
+These questions are asked beside the intake, not as a step of it: the patient may be anywhere
+in the conversation when a check finishes. Their buttons carry their own ids (`scan:` and
+`sort:`), so they work whatever question is on screen.
+"""
+
+from __future__ import annotations
+
+from conversations.effects import Effect, FileSorted, NotifyCoordinators
+from conversations.i18n import N_, Translator, bilingual
+from conversations.state import ConversationState, RecordFile, RecordItem
+from conversations.step import Outcome
+from conversations.transition import Transition, render
+from handlers.events import STORE_SOURCE, CoordinatorNotice, FileRef, Option, Outbound
+from records.checklist import ITEMS, checklist_for
+from records.report import FileCheck, FilesReport, FlagLine, StudyLine
+
+SIDE_PREFIXES = ("scan:", "sort:")
+SIDE_PROMPT = "side"
+IMAGING = "imaging"
+# Above this many files, one line per kind instead of one per file.
+LIST_FILES_UP_TO = 8
+MAX_PREVIEWS_SHOWN = 3
+
+MODALITIES = {
+    "CT": N_("CT scan"),
+    "MR": N_("MRI scan"),
+    "PT": N_("PET scan"),
+    "NM": N_("nuclear medicine scan"),
+    "US": N_("ultrasound"),
+    "CR": N_("X-ray"),
+    "DX": N_("X-ray"),
+    "MG": N_("mammogram"),
+    "XA": N_("angiogram"),
+    "RF": N_("fluoroscopy"),
+    "OCT": N_("eye scan (OCT)"),
+}
+
+BODY_PARTS = {
+    "HEAD": N_("head"),
+    "BRAIN": N_("brain"),
+    "NECK": N_("neck"),
+    "CHEST": N_("chest"),
+    "LUNG": N_("lungs"),
+    "HEART": N_("heart"),
+    "BREAST": N_("breast"),
+    "ABDOMEN": N_("abdomen"),
+    "LIVER": N_("liver"),
+    "PELVIS": N_("pelvis"),
+    "SPINE": N_("spine"),
+    "CSPINE": N_("neck spine"),
+    "TSPINE": N_("upper back spine"),
+    "LSPINE": N_("lower back spine"),
+    "KNEE": N_("knee"),
+    "HIP": N_("hip"),
+    "SHOULDER": N_("shoulder"),
+    "WHOLEBODY": N_("whole body"),
+}
+
+ARCHIVE_PROBLEMS = {
+    "ratio": N_(
+        "{name} unpacks to far more than its size suggests, the way harmful archives do, so "
+        "for safety I kept none of it. If it is a hospital disc, please send the folder "
+        "through the upload page instead."
+    ),
+    "too_large": N_(
+        "{name} unpacks to more than I can take in one archive, so I kept none of it. Please "
+        "send its files in smaller parts, or through the upload page."
+    ),
+    "too_many_entries": N_(
+        "{name} holds more files than I can take in one archive, so I kept none of it. Please "
+        "send it in smaller parts, or the folder through the upload page."
+    ),
+    "unsafe_path": N_(
+        "{name} contains entries that point outside the archive, which can be harmful, so I "
+        "kept none of it. Please send the files themselves instead."
+    ),
+    "link": N_(
+        "{name} contains links to other places on a computer, which can be harmful, so I kept "
+        "none of it. Please send the files themselves instead."
+    ),
+    "special": N_(
+        "{name} contains entries that are not ordinary files, so I kept none of it. Please "
+        "send the files themselves instead."
+    ),
+    "too_deep": N_(
+        "{name} has archives inside archives, too many levels deep, so I kept none of it. "
+        "Please unpack it and send the files themselves."
+    ),
+    "encrypted": N_(
+        "{name} is protected by a password, so I can't open it and kept none of it. Please "
+        "send it again without a password."
+    ),
+    "corrupt": N_(
+        "{name} seems damaged or incomplete, so I couldn't open it and kept none of it. Please "
+        "try sending it again."
+    ),
+}
+
+FILE_PROBLEMS = {
+    "executable": N_(
+        "{name} contains a computer program. Programs have no place in medical records, so "
+        "for safety I didn't keep it."
+    ),
+    "empty": N_(
+        "{name} is empty, so there was nothing to keep. Please check it and send it again."
+    ),
+    "quota": N_(
+        "This case has reached the most it can hold, so I didn't keep {name}. A coordinator "
+        "will help you with anything more."
+    ),
+    "too_large": N_("{name} is larger than I can take, so I didn't keep it."),
+    "unreadable": N_("Sorry, I couldn't save {name}. Please try sending it again."),
+    "unreachable": N_("Sorry, I couldn't save {name}. Please try sending it again."),
+    "duplicate": N_("You already sent {name} earlier (as {earlier}), so I kept just one copy."),
+    "not_checked": N_(
+        "{name} took too long to check, so I stopped. I kept it for a coordinator to look at."
+    ),
+    "not_dicom": N_(
+        "{name} doesn't look like a scan file I can read. I kept it in case a coordinator can."
+    ),
+    "truncated": N_(
+        "{name} looks cut off, as if it was not copied completely. I kept it, but please send "
+        "it again if you can, or ask the hospital for a new copy."
+    ),
+    "too_deep": N_(
+        "{name} is a scan file I couldn't read. I kept it for a coordinator; if you can, ask "
+        "the hospital for a new copy."
+    ),
+    "unreadable_dicom": N_(
+        "{name} is a scan file I couldn't read. I kept it for a coordinator; if you can, ask "
+        "the hospital for a new copy."
+    ),
+}
+
+FLAGS = {
+    "stale": N_(
+        "The {scan} from {date} is about {months} months old. For this kind of case "
+        "specialists usually want scans from the last {limit} months, so they may ask for a "
+        "newer one. If you have a more recent scan, please send it too."
+    ),
+    "patient_mismatch": N_(
+        "The name or birth date stored inside the {scan} from {date} doesn't match the "
+        "patient's. Please check that these are the patient's own scans."
+    ),
+    "mixed_patients": N_(
+        "These scans seem to belong to more than one person. Please check that they are all "
+        "the patient's own."
+    ),
+    "missing_instances": N_(
+        "Part of the {scan} from {date} seems to be missing (about {count} images). If you have "
+        "the complete disc or folder, please send all of it."
+    ),
+    "missing_from_disc": N_(
+        "The disc's index lists {count} files that did not arrive. If you have the whole disc "
+        "or folder, please send all of it."
+    ),
+    "nothing_usable": N_(
+        "I couldn't find any images in these scan files. Specialists need the image files "
+        "themselves; the hospital's imaging department can copy them for you."
+    ),
+}
+
+
+def _locate(state: ConversationState, file_id: str) -> tuple[list[RecordFile], RecordFile] | None:
+    for record in state.draft.records.values():
+        for file in record.files:
+            if file.file_id == file_id:
+                return record.files, file
+    for file in state.draft.unsorted_files:
+        if file.file_id == file_id:
+            return state.draft.unsorted_files, file
+    return None
+
+
+def _item_of(state: ConversationState, file_id: str) -> tuple[str, RecordItem] | None:
+    for item_id, record in state.draft.records.items():
+        if any(file.file_id == file_id for file in record.files):
+            return item_id, record
+    return None
+
+
+def files_checked(state: ConversationState, report: FilesReport, t: Translator) -> Transition:
+    """Apply a batch's report to the draft and say, in one message, what arrived."""
+    lines: list[str] = []
+    problems: list[str] = []
+    photos_as_imaging = False
+    for check in report.files:
+        found = _locate(state, check.file_id)
+        if found is None:
+            continue  # the draft was restarted meanwhile; the files stay with the old case
+        files, file = found
+        if not check.kept:
+            _drop(state, files, file)
+            problems.append(_problem_text(check, t))
+            continue
+        file.status = "stored"
+        file.kind = check.kind
+        if check.problem:
+            problems.append(_problem_text(check, t))
+        placed = _item_of(state, file.file_id)
+        if placed is None:
+            _place_unsorted(state, file, check)
+        elif placed[0] == IMAGING and check.kind == "image":
+            photos_as_imaging = True
+        lines.append(_file_line(check, t))
+    notes: list[str] = []
+    if lines:
+        shown = lines if len(lines) <= LIST_FILES_UP_TO else [_summary_line(report.files, t)]
+        notes.append("\n".join([t("I've checked what you sent:"), *shown]))
+    if report.studies:
+        notes.append(
+            "\n".join([t("Scans I found:"), *(_study_line(study, t) for study in report.studies)])
+        )
+    studies = {study.key: study for study in report.studies}
+    notes += [_flag_text(flag, studies.get(flag.study_key), t) for flag in report.flags]
+    notes += problems
+    if photos_as_imaging:
+        notes.append(photo_advice(t))
+    replies = [Outbound(text="\n\n".join(notes), locale=state.locale)] if notes else []
+    replies += _preview_questions(state, report.studies, t)
+    replies += _sorting_question(state, t)
+    return Transition(state, replies, _tell_coordinators(state, report), via="system")
+
+
+def _tell_coordinators(state: ConversationState, report: FilesReport) -> list[Effect]:
+    """Files for a case already in the queue (asked for, or sent later): coordinators hear."""
+    submitted = next((c for c in state.submitted if c.case_id == state.draft.case_id), None)
+    kept = [check for check in report.files if check.kept]
+    if submitted is None or not kept:
+        return []
+    text = bilingual(
+        N_("Case {reference}: new files from the patient: {count}."),
+        reference=submitted.reference,
+        count=len(kept),
+    )
+    notice = CoordinatorNotice(case_id=submitted.case_id, case_ref=submitted.reference, text=text)
+    return [NotifyCoordinators(notice=notice)]
+
+
+def _drop(state: ConversationState, files: list[RecordFile], file: RecordFile) -> None:
+    files.remove(file)
+    # A question about where it belongs would now point at nothing.
+    if file.file_id in state.draft.sorting:
+        state.draft.sorting.remove(file.file_id)
+    placed = [r for r in state.draft.records.values() if r.files is files]
+    if placed and not placed[0].files and placed[0].status == "uploaded":
+        placed[0].status = "later"
+
+
+def _place_unsorted(state: ConversationState, file: RecordFile, check: FileCheck) -> None:
+    """A file sent outside the checklist: scans go to imaging; for anything else, ask."""
+    items = {item.id for item in checklist_for(state.draft.area)}
+    if (check.kind == "dicom" or check.dicom_files) and IMAGING in items:
+        state.draft.unsorted_files.remove(file)
+        record = state.draft.records.setdefault(IMAGING, RecordItem())
+        record.files.append(file)
+        record.status = "uploaded"
+    elif file.file_id not in state.draft.sorting:
+        state.draft.sorting.append(file.file_id)
+
+
+def _file_line(check: FileCheck, t: Translator) -> str:
+    name = check.name or t("a file")
+    if check.members:
+        return "• " + t.plural(
+            "{name}: {count} file inside", "{name}: {count} files inside", check.members, name=name
+        )
+    kinds = {
+        "dicom": N_("{name}: a scan image file (DICOM)"),
+        "dicomdir": N_("{name}: the index of a scan disc"),
+        "image": N_("{name}: a photo or picture"),
+        "pdf": N_("{name}: a document (PDF)"),
+        "word": N_("{name}: a document"),
+        "text": N_("{name}: a text"),
+    }
+    return "• " + t(kinds.get(check.kind, N_("{name}: a file")), name=name)
+
+
+def _summary_line(checks: list[FileCheck], t: Translator) -> str:
+    kept = [check for check in checks if check.kept]
+    scans = sum(c.dicom_files or (1 if c.kind == "dicom" else 0) for c in kept)
+    return "• " + t.plural(
+        "{count} file, of which {scans} scan images",
+        "{count} files, of which {scans} scan images",
+        len(kept),
+        scans=scans,
+    )
+
+
+def scan_name(study: StudyLine | None, t: Translator) -> str:
+    if study is None:
+        return t("scan")
+    kinds = [t(MODALITIES[m]) if m in MODALITIES else m for m in study.modalities] or [t("scan")]
+    parts = [t(BODY_PARTS[p]) if p in BODY_PARTS else p.lower() for p in study.body_parts]
+    name = t.join(kinds)
+    return t("{scan} of the {part}", scan=name, part=t.join(parts)) if parts else name
+
+
+def person(study: StudyLine, t: Translator) -> str:
+    """DICOM writes names as FAMILY^GIVEN; read aloud as "GIVEN FAMILY"."""
+    parts = [part.strip() for part in study.patient_name.split("^") if part.strip()]
+    name = " ".join(parts[1:2] + parts[:1] + parts[2:]) if parts else ""
+    if study.patient_birth_date is None:
+        return name
+    return t("{name}, born {date}", name=name, date=t.date(study.patient_birth_date))
+
+
+def _study_line(study: StudyLine, t: Translator) -> str:
+    when = t.date(study.study_date) if study.study_date else t("date unknown")
+    line = t(
+        "{scan}, {date}: {series}, {images}",
+        scan=scan_name(study, t),
+        date=when,
+        series=t.plural("{count} series", "{count} series", study.series),
+        images=t.plural("{count} image", "{count} images", study.images),
+    )
+    return f"• {line}"
+
+
+def _flag_text(flag: FlagLine, study: StudyLine | None, t: Translator) -> str:
+    text = FLAGS.get(flag.code, FLAGS["nothing_usable"])
+    when = t.date(study.study_date) if study and study.study_date else t("an unknown date")
+    return t(
+        text,
+        scan=scan_name(study, t),
+        date=when,
+        months=round((flag.age_days or 0) / 30),
+        limit=round((flag.stale_after_days or 0) / 30),
+        count=flag.missing or 0,
+    )
+
+
+def _problem_text(check: FileCheck, t: Translator) -> str:
+    name = check.name or t("This file")
+    if check.kind in ("zip", "tar") and check.problem in ARCHIVE_PROBLEMS:
+        return t(ARCHIVE_PROBLEMS[check.problem], name=name)
+    key = check.problem
+    if check.kind in ("dicom", "dicomdir") and key in ("unreadable", "executable_preamble"):
+        key = "unreadable_dicom" if key == "unreadable" else "executable"
+    text = FILE_PROBLEMS.get(key, FILE_PROBLEMS["unreadable"])
+    return t(text, name=name, earlier=check.duplicate_of or name)
+
+
+def photo_advice(t: Translator) -> str:
+    item = ITEMS[IMAGING]
+    return "\n".join(
+        [
+            t(
+                "Thank you for the photo. Photos of films or screens help, but specialists need "
+                "the original scan files (called DICOM) to review the images themselves."
+            ),
+            t(item.how_to_get),
+            t("You can show this sentence to hospital staff:"),
+            item.request_zh,
+        ]
+    )
+
+
+# --- "Is this the scan you meant?" ---------------------------------------------------------
+
+
+def _preview_questions(
+    state: ConversationState, studies: list[StudyLine], t: Translator
+) -> list[Outbound]:
+    replies: list[Outbound] = []
+    for study in studies:
+        if not study.preview or state.draft.scans.get(study.key) in ("confirmed", "not_meant"):
+            continue
+        if len(replies) >= MAX_PREVIEWS_SHOWN:
+            break
+        state.draft.scans[study.key] = "asked"
+        when = t.date(study.study_date) if study.study_date else t("date unknown")
+        text = t("Is this the scan you meant? {scan}, {date}.", scan=scan_name(study, t), date=when)
+        if study.patient_name:
+            state.draft.scan_people[study.key] = (study.patient_name, study.patient_birth_date)
+            text += "\n" + t("The scan names: {person}", person=person(study, t))
+        replies.append(
+            Outbound(
+                text=text,
+                files=(
+                    FileRef(
+                        source=f"{STORE_SOURCE}{study.preview}",
+                        name="preview.png",
+                        mime_type="image/png",
+                    ),
+                ),
+                options=(
+                    Option(id=f"scan:{study.key}:yes", label=t("Yes, that's it")),
+                    Option(id=f"scan:{study.key}:no", label=t("No, that's not it")),
+                ),
+                prompt_ref=SIDE_PROMPT,
+                locale=state.locale,
+            )
+        )
+    return replies
+
+
+# --- "Which part of the checklist is this file?" -------------------------------------------
+
+
+def _sorting_question(state: ConversationState, t: Translator) -> list[Outbound]:
+    while state.draft.sorting:
+        found = _locate(state, state.draft.sorting[0])
+        if found is not None and found[1].status == "stored":
+            file = found[1]
+            break
+        state.draft.sorting.pop(0)
+    else:
+        return []
+    short = file.file_id[:8]
+    options = tuple(
+        Option(id=f"sort:{short}:{item.id}", label=t(item.label))
+        for item in checklist_for(state.draft.area)
+    )
+    return [
+        Outbound(
+            text=t("Which part of the checklist is {name}?", name=file.name or t("this file")),
+            options=(*options, Option(id=f"sort:{short}:", label=t("None of these"))),
+            prompt_ref=SIDE_PROMPT,
+            locale=state.locale,
+        )
+    ]
+
+
+def side_choice(state: ConversationState, choice_id: str, t: Translator) -> Transition:
+    kind, _, rest = choice_id.partition(":")
+    if kind == "scan":
+        key, _, answer = rest.partition(":")
+        return _scan_answer(state, key, answer, t)
+    short, _, item_id = rest.partition(":")
+    return _sort_answer(state, short, item_id, t)
+
+
+def _scan_answer(state: ConversationState, key: str, answer: str, t: Translator) -> Transition:
+    if state.draft.scans.get(key) != "asked":
+        return _already_answered(state, t)
+    if answer == "yes":
+        state.draft.scans[key] = "confirmed"
+        named = state.draft.scan_people.get(key)
+        if named is not None and state.draft.patient_name is None:
+            state.draft.patient_name, state.draft.patient_birth_date = named
+        note = t("Thank you. The scan is with your case.")
+    else:
+        state.draft.scans[key] = "not_meant"
+        note = t(
+            "Thank you for telling me. I'll mark it so the coordinator knows it isn't the scan "
+            "you meant. Please send the right one whenever you have it."
+        )
+    return _then_current_question(state, [note])
+
+
+def _sort_answer(state: ConversationState, short: str, item_id: str, t: Translator) -> Transition:
+    file_id = next((f for f in state.draft.sorting if f.startswith(short)), None)
+    found = _locate(state, file_id) if file_id else None
+    if file_id is None or found is None:
+        return _already_answered(state, t)
+    state.draft.sorting.remove(file_id)
+    files, file = found
+    notes: list[str] = []
+    effects: list[Effect] = []
+    if item_id and item_id in {item.id for item in checklist_for(state.draft.area)}:
+        effects.append(FileSorted(file_id=file.file_id, item=item_id))
+        files.remove(file)
+        record = state.draft.records.setdefault(item_id, RecordItem())
+        record.files.append(file)
+        record.status = "uploaded"
+        label = t(ITEMS[item_id].label)
+        notes.append(t("Thank you. {name} is now under: {item}", name=file.name, item=label))
+        if item_id == IMAGING and file.kind == "image":
+            notes.append(photo_advice(t))
+    else:
+        notes.append(t("Thank you. I'll keep {name} with your case as it is.", name=file.name))
+    following = _sorting_question(state, t)
+    if following:
+        replies = [Outbound(text=note, locale=state.locale) for note in notes]
+        return Transition(state, [*replies, *following], effects, via="system")
+    transition = _then_current_question(state, notes)
+    transition.effects += effects
+    return transition
+
+
+def _then_current_question(state: ConversationState, notes: list[str]) -> Transition:
+    """After a side question, the intake's own question again, so its buttons are at hand."""
+    return Transition(state, render(state, Outcome(notes=notes)), via="system")
+
+
+def _already_answered(state: ConversationState, t: Translator) -> Transition:
+    note = t("That question about your files was already answered. Here is where we are now:")
+    return Transition(state, render(state, Outcome(notes=[note])), via="command")

@@ -1,0 +1,456 @@
+"""Secure upload links, and files arriving through the upload page in resumable chunks.
+
+A link carries a random token; only its sha256 is stored, so the database alone opens no
+one's upload page. Chunks are written at an offset into a spool file named by the upload's id
+only (the patient's file name is data, never part of a path). A page that reloads or loses its
+connection continues from the offset the server confirms."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+import uuid
+from collections.abc import AsyncIterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+
+from handlers.events import UPLOAD_SOURCE
+from storage.database import reader
+from storage.models import Upload, UploadToken
+
+_token = UploadToken.__table__  # type: ignore[attr-defined]
+_upload = Upload.__table__  # type: ignore[attr-defined]
+
+TOKEN_BYTES = 32  # 256 bits from the OS's random source
+SOURCE_PREFIX = UPLOAD_SOURCE
+MAX_NAME_CHARS = 255
+MAX_PATH_CHARS = 1024
+MAX_FINGERPRINT_CHARS = 2048
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+_ID_SHAPE = re.compile(r"[0-9a-f]{32}")
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class UploadGrant:
+    """What a valid link allows: uploads to one case, announced to one chat."""
+
+    token_hash: str
+    case_id: str
+    channel: str
+    user_key: str
+    chat_key: str
+    locale: str
+    expires_at: datetime
+
+
+def _grant(row: Any) -> UploadGrant:
+    return UploadGrant(
+        row.token_hash,
+        row.case_id,
+        row.channel,
+        row.user_key,
+        row.chat_key,
+        row.locale,
+        row.expires_at,
+    )
+
+
+class UploadTokens:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._reader = reader(engine)
+
+    def issue(
+        self,
+        *,
+        case_id: str,
+        channel: str,
+        user_key: str,
+        chat_key: str,
+        locale: str,
+        now: datetime,
+        ttl: timedelta,
+    ) -> str:
+        """A new link token for the case; the raw token is returned once and never stored."""
+        raw = secrets.token_urlsafe(TOKEN_BYTES)
+        values = {
+            "token_hash": hash_token(raw),
+            "case_id": case_id,
+            "channel": channel,
+            "user_key": user_key,
+            "chat_key": chat_key,
+            "locale": locale,
+            "created_at": now,
+            "expires_at": now + ttl,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(insert(_token).values(**values))
+        return raw
+
+    def resolve(self, raw: str, now: datetime) -> UploadGrant | None:
+        """The grant behind a token; None when unknown, expired or revoked."""
+        row = self._row(raw)
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
+            return None
+        return _grant(row)
+
+    def locale_of(self, raw: str) -> str | None:
+        """The link's language even when it expired, so the "expired" page speaks it."""
+        row = self._row(raw)
+        return None if row is None else str(row.locale)
+
+    def revoke_case(self, case_id: str, now: datetime) -> int:
+        statement = (
+            update(_token)
+            .where(_token.c.case_id == case_id, _token.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount
+
+    def _row(self, raw: str) -> Any:
+        # Anything that cannot be a token is refused before it reaches the database.
+        if not _TOKEN_SHAPE.fullmatch(raw):
+            return None
+        query = select(_token).where(_token.c.token_hash == hash_token(raw))
+        with self._reader.connect() as conn:
+            return conn.execute(query).first()
+
+
+class UploadProblem(StrEnum):
+    TOO_LARGE = "too_large"  # over the case's quota
+    BAD_OFFSET = "bad_offset"
+    UNKNOWN_UPLOAD = "unknown_upload"
+    ALREADY_COMPLETE = "already_complete"
+    BAD_REQUEST = "bad_request"
+
+
+class UploadRefused(Exception):
+    """`offset` is what the server holds (BAD_OFFSET, ALREADY_COMPLETE): continue from there."""
+
+    def __init__(self, problem: UploadProblem, offset: int | None = None) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class UploadState:
+    id: str
+    name: str
+    relative_path: str
+    size: int
+    received: int
+    completed: bool
+    # The browser's own fingerprint (path, name, size, last modified): the page matches a
+    # file chosen again after a reload with it.
+    fingerprint: str = ""
+
+
+_STATE_COLUMNS = (
+    _upload.c.id,
+    _upload.c.name,
+    _upload.c.relative_path,
+    _upload.c.size,
+    _upload.c.received,
+    _upload.c.completed_at.is_not(None),
+    _upload.c.fingerprint,
+)
+
+
+def _state(row: Any) -> UploadState:
+    return UploadState(*row)
+
+
+def _upload_id(source: str) -> str:
+    upload_id = source.removeprefix(SOURCE_PREFIX)
+    if not source.startswith(SOURCE_PREFIX) or not _ID_SHAPE.fullmatch(upload_id):
+        raise ValueError("not an upload source")
+    return upload_id
+
+
+def _well_described(name: str, relative_path: str, size: int, fingerprint: str) -> bool:
+    """The name and path are only shown, never used as paths; still, refuse what no browser
+    sends, so nothing downstream that unpacks folders meets `..` or an absolute path."""
+    text = name + relative_path + fingerprint
+    return (
+        0 < len(name) <= MAX_NAME_CHARS
+        and len(relative_path) <= MAX_PATH_CHARS
+        and 0 < len(fingerprint) <= MAX_FINGERPRINT_CHARS
+        and size >= 0
+        and "\x00" not in text
+        and not relative_path.startswith("/")
+        and ".." not in relative_path.split("/")
+    )
+
+
+@dataclass
+class _OpenPart:
+    """A spool file opened and locked for one chunk."""
+
+    fd: int
+    upload_id: str
+    size: int
+    start: int
+    position: int
+
+    def write(self, piece: bytes) -> None:
+        view = memoryview(piece)
+        while view:
+            written = os.pwrite(self.fd, view, self.position)
+            self.position += written
+            view = view[written:]
+
+    def abandon(self) -> None:
+        try:
+            os.ftruncate(self.fd, self.start)
+        finally:
+            os.close(self.fd)
+
+
+class UploadStore:
+    def __init__(self, engine: Engine, spool_dir: Path, quota_bytes: int) -> None:
+        self.engine = engine
+        self.spool_dir = spool_dir
+        self.quota_bytes = quota_bytes
+        self._reader = reader(engine)
+        self._postgres = engine.dialect.name == "postgresql"
+        spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def spool_path(self, upload_id: str) -> Path:
+        return self.spool_dir / f"{upload_id}.part"
+
+    def begin(
+        self,
+        grant: UploadGrant,
+        *,
+        name: str,
+        relative_path: str,
+        size: int,
+        fingerprint: str,
+        now: datetime,
+    ) -> UploadState:
+        """A new upload, or the one already started (or finished) for the same file."""
+        if not _well_described(name, relative_path, size, fingerprint):
+            raise UploadRefused(UploadProblem.BAD_REQUEST)
+        same_file = select(*_STATE_COLUMNS).where(
+            _upload.c.case_id == grant.case_id,
+            _upload.c.fingerprint == fingerprint,
+            _upload.c.relative_path == relative_path,
+            _upload.c.size == size,
+        )
+        with self.engine.begin() as conn:
+            self._lock_case(conn, grant.case_id)
+            existing = conn.execute(same_file.limit(1)).first()
+            if existing is not None:
+                return _state(existing)
+            used = conn.execute(
+                select(func.coalesce(func.sum(_upload.c.size), 0)).where(
+                    _upload.c.case_id == grant.case_id
+                )
+            ).scalar_one()
+            if int(used) + size > self.quota_bytes:
+                raise UploadRefused(UploadProblem.TOO_LARGE)
+            upload_id = uuid.uuid4().hex
+            if size == 0:
+                # Complete at once; its (empty) file exists before the row says so.
+                os.close(self._create(upload_id))
+            conn.execute(
+                insert(_upload).values(
+                    id=upload_id,
+                    token_hash=grant.token_hash,
+                    case_id=grant.case_id,
+                    name=name,
+                    relative_path=relative_path,
+                    size=size,
+                    fingerprint=fingerprint,
+                    received=0,
+                    created_at=now,
+                    completed_at=now if size == 0 else None,
+                )
+            )
+        return UploadState(upload_id, name, relative_path, size, 0, size == 0, fingerprint)
+
+    async def append(
+        self,
+        upload_id: str,
+        grant: UploadGrant,
+        offset: int,
+        chunks: AsyncIterable[bytes],
+        now: datetime,
+    ) -> UploadState:
+        """Write `chunks` at `offset` (which must be what the server holds). Disk and database
+        work runs in worker threads. When the connection breaks mid-chunk, the bytes that did
+        arrive are kept (they are a correct prefix) and the page continues after them; a
+        refused chunk (more bytes than the file's size) is cut off again entirely."""
+        part = await asyncio.to_thread(self._open_part, upload_id, grant, offset)
+        try:
+            async for piece in chunks:
+                if part.position + len(piece) > part.size:
+                    raise UploadRefused(UploadProblem.BAD_REQUEST)
+                await asyncio.to_thread(part.write, piece)
+        except UploadRefused:
+            await asyncio.to_thread(part.abandon)
+            raise
+        except BaseException:
+            # Settled here, not in a thread: a cancelled task must not wait on anything more.
+            self._settle(part, now)
+            raise
+        return await asyncio.to_thread(self._settle, part, now)
+
+    def uploads_of(self, case_id: str) -> list[UploadState]:
+        query = (
+            select(*_STATE_COLUMNS)
+            .where(_upload.c.case_id == case_id)
+            .order_by(_upload.c.created_at, _upload.c.id)
+        )
+        with self._reader.connect() as conn:
+            return [_state(row) for row in conn.execute(query).all()]
+
+    def unannounced(self, case_id: str) -> list[UploadState]:
+        """Completed uploads of the case the chat has not been told about yet."""
+        query = (
+            select(*_STATE_COLUMNS)
+            .where(
+                _upload.c.case_id == case_id,
+                _upload.c.completed_at.is_not(None),
+                _upload.c.announced_at.is_(None),
+            )
+            .order_by(_upload.c.completed_at, _upload.c.id)
+        )
+        with self._reader.connect() as conn:
+            return [_state(row) for row in conn.execute(query).all()]
+
+    def mark_announced(self, ids: Sequence[str], now: datetime) -> None:
+        if not ids:
+            return
+        statement = update(_upload).where(_upload.c.id.in_(list(ids))).values(announced_at=now)
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def sweep(
+        self, now: datetime, older_than: timedelta
+    ) -> list[tuple[UploadGrant, list[UploadState]]]:
+        """Uploads completed at least `older_than` ago and never announced (the page was closed
+        before it said "done"), grouped by the link they came through, so the runner can tell
+        each chat. Expired and revoked links are included: the files did arrive."""
+        query = (
+            select(*_STATE_COLUMNS, _token)
+            .join(_token, _token.c.token_hash == _upload.c.token_hash)
+            .where(
+                _upload.c.completed_at.is_not(None),
+                _upload.c.announced_at.is_(None),
+                _upload.c.completed_at <= now - older_than,
+            )
+            .order_by(_upload.c.token_hash, _upload.c.completed_at, _upload.c.id)
+        )
+        groups: dict[str, tuple[UploadGrant, list[UploadState]]] = {}
+        with self._reader.connect() as conn:
+            for row in conn.execute(query).all():
+                _, states = groups.setdefault(row.token_hash, (_grant(row), []))
+                states.append(_state(row[: len(_STATE_COLUMNS)]))
+        return list(groups.values())
+
+    def remove_abandoned(self, now: datetime, older_than: timedelta) -> int:
+        """Uploads never finished (the patient gave up, the link expired): their partial
+        files are deleted, so nothing half-sent stays on disk."""
+        stale = (_upload.c.completed_at.is_(None)) & (_upload.c.created_at <= now - older_than)
+        with self.engine.begin() as conn:
+            ids = [row[0] for row in conn.execute(select(_upload.c.id).where(stale)).all()]
+            if ids:
+                conn.execute(delete(_upload).where(_upload.c.id.in_(ids)))
+        for upload_id in ids:
+            self.spool_path(upload_id).unlink(missing_ok=True)
+        return len(ids)
+
+    def open(self, source: str) -> BinaryIO:
+        """The completed file behind "upload:<id>", for reading (from a worker thread)."""
+        upload_id = _upload_id(source)
+        query = select(_upload.c.completed_at).where(_upload.c.id == upload_id)
+        with self._reader.connect() as conn:
+            completed_at = conn.execute(query).scalar_one_or_none()
+        if completed_at is None:
+            raise FileNotFoundError("no completed upload with this id")
+        return self.spool_path(upload_id).open("rb")
+
+    def discard(self, source: str) -> None:
+        """Delete the spool file once the file store holds the file."""
+        self.spool_path(_upload_id(source)).unlink(missing_ok=True)
+
+    def _lock_case(self, conn: Connection, case_id: str) -> None:
+        """Serialise begin() per case, so two requests cannot both pass the quota check or
+        start the same file twice. SQLite's BEGIN IMMEDIATE already serialises writers."""
+        if self._postgres:
+            conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(case_id))))
+
+    def _create(self, upload_id: str) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        return os.open(self.spool_path(upload_id), flags, 0o600)
+
+    def _row(self, upload_id: str, case_id: str) -> Any:
+        # A forged id, or another case's, is simply not found.
+        if not _ID_SHAPE.fullmatch(upload_id):
+            return None
+        query = select(_upload.c.size, _upload.c.received, _upload.c.completed_at).where(
+            _upload.c.id == upload_id, _upload.c.case_id == case_id
+        )
+        with self._reader.connect() as conn:
+            return conn.execute(query).first()
+
+    def _open_part(self, upload_id: str, grant: UploadGrant, offset: int) -> _OpenPart:
+        row = self._row(upload_id, grant.case_id)
+        if row is None:
+            raise UploadRefused(UploadProblem.UNKNOWN_UPLOAD)
+        if row.completed_at is not None:
+            raise UploadRefused(UploadProblem.ALREADY_COMPLETE, offset=row.size)
+        fd = self._create(upload_id)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # Another request is still writing this file (a retry overtook it).
+                raise UploadRefused(UploadProblem.BAD_OFFSET, offset=row.received) from None
+            row = self._row(upload_id, grant.case_id)  # again, now that we hold the lock
+            assert row is not None
+            if row.completed_at is not None:
+                raise UploadRefused(UploadProblem.ALREADY_COMPLETE, offset=row.size)
+            if offset != row.received:
+                raise UploadRefused(UploadProblem.BAD_OFFSET, offset=row.received)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _OpenPart(fd, upload_id, row.size, offset, offset)
+
+    def _settle(self, part: _OpenPart, now: datetime) -> UploadState:
+        """Make the written bytes durable, then record them (the row never claims more than
+        the disk holds); closing the file releases the lock."""
+        try:
+            os.ftruncate(part.fd, part.position)
+            os.fsync(part.fd)
+            complete = part.position == part.size
+            statement = (
+                update(_upload)
+                .where(_upload.c.id == part.upload_id, _upload.c.received == part.start)
+                .values(received=part.position, completed_at=now if complete else None)
+                .returning(*_STATE_COLUMNS)
+            )
+            with self.engine.begin() as conn:
+                row = conn.execute(statement).first()
+        finally:
+            os.close(part.fd)
+        if row is None:
+            raise UploadRefused(UploadProblem.BAD_OFFSET, offset=part.start)
+        return _state(row)

@@ -1,0 +1,150 @@
+"""Several senders share one outbox: each message is taken by one of them, a chat's messages
+are never taken out of order, and a sender that dies lets its messages go after the lease."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert
+
+from bot.app import App
+from handlers.delivery import DELIVERY_BATCH, DeliveryReport, RetryLater, deliver_pending
+from handlers.events import CoordinatorNotice, Outbound
+from storage.database import run_once
+from storage.models import Outbox
+from storage.outbox import LEASE, OutboxStore
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def _queue(app: App, chats: list[str], per_chat: int) -> None:
+    rows = [
+        {
+            "channel": "telegram",
+            "chat_key": chat,
+            "audience": "user",
+            "payload_json": Outbound(text=f"{chat} #{n}").model_dump_json(),
+            "created_at": NOW,
+            "attempts": 0,
+        }
+        for n in range(per_chat)
+        for chat in chats
+    ]
+    with app.engine.begin() as conn:
+        conn.execute(insert(Outbox.__table__), rows)  # type: ignore[attr-defined]
+
+
+def test_two_senders_never_take_the_same_message_or_a_chat_out_of_order(app: App) -> None:
+    chats = [f"chat-{n}" for n in range(30)]
+    _queue(app, chats, per_chat=5)
+    senders = [OutboxStore(app.engine) for _ in range(4)]
+    taken: list[list[int]] = [[] for _ in senders]
+    by_chat: dict[str, set[int]] = {}
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        for _ in range(10):
+            rows = senders[index].claim(NOW, max_attempts=8, limit=20)
+            with lock:
+                taken[index] += [row.id for row in rows]
+                for row in rows:
+                    by_chat.setdefault(row.chat_key, set()).add(index)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(senders))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [row_id for ids in taken for row_id in ids]
+    assert len(every) == len(set(every)), "a message was taken twice"
+    # Nothing was sent, so each chat stays with whoever took its first message.
+    assert all(len(holders) == 1 for holders in by_chat.values())
+
+
+def test_a_chat_waits_while_another_sender_holds_its_earlier_message(app: App) -> None:
+    _queue(app, ["alice"], per_chat=1)
+    first = OutboxStore(app.engine)
+    [held] = first.claim(NOW, max_attempts=8)
+    _queue(app, ["alice", "bob"], per_chat=1)
+    second = OutboxStore(app.engine).claim(NOW, max_attempts=8)
+    assert [row.chat_key for row in second] == ["bob"]  # alice's next waits for her first
+    first.mark_sent([held.id], NOW)
+    assert [row.chat_key for row in OutboxStore(app.engine).claim(NOW, max_attempts=8)] == ["alice"]
+
+
+def test_a_dead_senders_messages_are_taken_again_after_the_lease(app: App) -> None:
+    _queue(app, ["alice"], per_chat=2)
+    assert len(OutboxStore(app.engine).claim(NOW, max_attempts=8)) == 2
+    assert OutboxStore(app.engine).claim(NOW + LEASE / 2, max_attempts=8) == []
+    later = NOW + LEASE + timedelta(seconds=1)
+    assert len(OutboxStore(app.engine).claim(later, max_attempts=8)) == 2
+
+
+def test_scheduled_work_runs_in_one_worker_at_a_time(app: App) -> None:
+    with (
+        run_once(app.engine, "scheduled-work") as first,
+        run_once(app.engine, "scheduled-work") as second,
+    ):
+        both = (first, second)
+    if app.engine.dialect.name == "postgresql":
+        assert both == (True, False)
+    else:
+        assert both == (True, True)  # SQLite: one process
+    with run_once(app.engine, "scheduled-work") as again:
+        assert again  # released when the first finished
+
+
+class _Platform:
+    """A platform that asks to slow down for one chat (Telegram's 429) or fails for it."""
+
+    def __init__(self, refuse: str, error: Exception) -> None:
+        self.refuse, self.error = refuse, error
+        self.sent: list[str] = []
+
+    async def send(self, chat_key: str, message: Outbound) -> str | None:
+        if chat_key == self.refuse:
+            raise self.error
+        self.sent.append(message.text)
+        return None
+
+
+class _NoCoordinators:
+    async def notify(self, notice: CoordinatorNotice) -> None:
+        raise AssertionError("no coordinator notice was queued")
+
+
+async def _round(app: App, platform: _Platform, at: datetime) -> DeliveryReport:
+    return await deliver_pending(
+        OutboxStore(app.engine), {"telegram": platform}, _NoCoordinators(), clock=lambda: at
+    )
+
+
+@pytest.mark.parametrize("error", [RetryLater(20), ConnectionError("reset")])
+def test_a_chat_told_to_wait_waits_for_every_worker(app: App, error: Exception) -> None:
+    """After a 429 (or a passing failure), no worker sends that chat anything before the
+    time is up, while other chats go on; then its messages go out in order."""
+    _queue(app, ["alice", "bob"], per_chat=2)
+    platform = _Platform("alice", error)
+    first = asyncio.run(_round(app, platform, NOW))
+    assert platform.sent == ["bob #0", "bob #1"]
+    assert first.more and first.retry_in is not None
+    # Another worker's round straight after: alice is still held, for both her messages.
+    assert asyncio.run(_round(app, _Platform("nobody", error), NOW)).sent == 0
+    after = NOW + timedelta(seconds=first.retry_in + 1)
+    recovered = _Platform("nobody", error)
+    assert asyncio.run(_round(app, recovered, after)).sent == 2
+    assert recovered.sent == ["alice #0", "alice #1"]
+
+
+def test_a_round_that_sent_asks_for_another(app: App) -> None:
+    """A full batch leaves the rest for the next round, which starts at once."""
+    _queue(app, [f"chat-{n}" for n in range(DELIVERY_BATCH + 5)], per_chat=1)
+    platform = _Platform("nobody", ConnectionError())
+    rounds = []
+    while not rounds or rounds[-1].more:
+        rounds.append(asyncio.run(_round(app, platform, NOW)))
+    assert [r.sent for r in rounds] == [DELIVERY_BATCH, 5, 0]
+    assert len(platform.sent) == DELIVERY_BATCH + 5

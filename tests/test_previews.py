@@ -1,0 +1,220 @@
+"""Previews a coordinator looks at: the right slice, windowed so anatomy shows, no text."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+
+from records.previews import (
+    PreviewProblem,
+    PreviewUnavailable,
+    contact_sheet_png,
+    render_instance,
+    representative_index,
+    series_preview_png,
+)
+from tests.dicom_factory import (
+    air_corner,
+    bright_square,
+    ct_slice_hu,
+    uid,
+    write_instance,
+    write_report,
+    write_series,
+    write_truncated,
+)
+
+
+def slice_file(path: Path, **options: Any) -> Path:
+    return write_instance(
+        path, study_uid=uid("s"), series_uid=uid("r"), sop_uid=uid(path.name), **options
+    )
+
+
+def render(path: Path | str, **options: Any) -> np.ndarray[Any, Any]:
+    with open(path, "rb") as stream:
+        return np.asarray(render_instance(stream, **options))
+
+
+def unavailable(path: Path | str) -> PreviewProblem:
+    with open(path, "rb") as stream, pytest.raises(PreviewUnavailable) as caught:
+        render_instance(stream)
+    return caught.value.problem
+
+
+def sample_file(name: str) -> str:
+    path = get_testdata_file(name)
+    assert path is not None, name
+    return str(path)
+
+
+def test_the_soft_tissue_window_shows_air_black_bone_white_and_tissue_grey(
+    tmp_path: Path,
+) -> None:
+    picture = render(slice_file(tmp_path / "ct"))
+    assert picture.shape == (64, 64)
+    assert picture[bright_square(64, 64)].min() == 255
+    assert picture[air_corner(64, 64)].max() == 0
+    assert 100 < picture[32, 48] < 160  # soft tissue (40 HU) at the window's centre
+
+
+def test_monochrome1_is_inverted(tmp_path: Path) -> None:
+    picture = render(slice_file(tmp_path / "mono1", photometric="MONOCHROME1"))
+    assert picture[bright_square(64, 64)].max() == 0
+    assert picture[air_corner(64, 64)].min() == 255
+
+
+def test_without_a_window_the_bright_square_still_stands_out(tmp_path: Path) -> None:
+    picture = render(slice_file(tmp_path / "nowindow", window=None))
+    assert picture[bright_square(64, 64)].mean() > 240
+    assert picture[air_corner(64, 64)].mean() < 15
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_other_encodings_look_the_same(tmp_path: Path, syntax: str) -> None:
+    reference = render(slice_file(tmp_path / "le"))
+    assert np.array_equal(render(slice_file(tmp_path / "other", transfer_syntax=syntax)), reference)
+
+
+def test_a_file_without_preamble_or_meta_still_renders(tmp_path: Path) -> None:
+    picture = render(slice_file(tmp_path / "bare", preamble=False))
+    assert picture[bright_square(64, 64)].min() == 255
+
+
+def test_the_middle_frame_of_a_multiframe_file_is_shown(tmp_path: Path) -> None:
+    frames = np.zeros((5, 32, 32), dtype=np.uint16)  # air everywhere (stored 0 = -1024 HU)
+    frames[2, 8:24, 8:24] = 2024  # bone only in the middle frame
+    picture = render(slice_file(tmp_path / "multi", pixels=frames))
+    assert picture[8:24, 8:24].min() == 255
+    assert picture[:8].max() == 0
+
+
+def test_colour_images_pass_through(tmp_path: Path) -> None:
+    red = np.zeros((16, 24, 3), dtype=np.uint8)
+    red[..., 0] = 200
+    picture = render(slice_file(tmp_path / "rgb", modality="OT", photometric="RGB", pixels=red))
+    assert picture.shape == (16, 24, 3)
+    assert tuple(picture[8, 12]) == (200, 0, 0)
+
+
+def test_a_large_slice_is_shrunk_to_fit(tmp_path: Path) -> None:
+    [path] = write_series(tmp_path, count=1, rows=512, cols=384)
+    picture = render(path, max_side=128)
+    assert picture.shape == (128, 96)
+
+
+def test_real_files_from_other_writers_render() -> None:
+    assert render(sample_file("CT_small.dcm")).shape == (128, 128)
+    assert render(sample_file("MR_small_bigendian.dcm")).std() > 10
+    assert render(sample_file("JPEG2000.dcm")).ndim == 2
+    assert render(sample_file("examples_ybr_color.dcm")).shape[-1] == 3
+
+
+def test_an_upload_cut_off_in_the_pixels_has_no_preview(tmp_path: Path) -> None:
+    assert unavailable(write_truncated(tmp_path / "cut")) == PreviewProblem.NO_PIXELS
+
+
+def test_pixels_shorter_than_declared_have_no_preview(tmp_path: Path) -> None:
+    # Declared length honest about the bytes present, but fewer than rows x columns need.
+    path = slice_file(tmp_path / "short", pixels=np.zeros((64, 64), dtype=np.uint16))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\xe0\x7f\x10\x00")
+    short = 64 * 64  # half the bytes
+    data[at + 8 : at + 12] = short.to_bytes(4, "little")
+    path.write_bytes(bytes(data[: at + 12 + short]))
+    assert unavailable(path) == PreviewProblem.BAD_DATA
+
+
+def test_a_report_has_no_preview(tmp_path: Path) -> None:
+    report = write_report(tmp_path / "sr", study_uid=uid("s"), series_uid=uid("r"), sop_uid="1.2")
+    assert unavailable(report) == PreviewProblem.NO_PIXELS
+
+
+def test_a_compression_without_a_decoder_is_reported_as_such() -> None:
+    assert unavailable(sample_file("JPEGLSNearLossless_16.dcm")) == PreviewProblem.NO_DECODER
+
+
+def test_a_gigantic_declared_frame_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = slice_file(tmp_path / "huge", pixels=np.zeros((8, 8), dtype=np.uint16))
+    data = bytearray(path.read_bytes())
+    for tag in (b"\x28\x00\x10\x00US\x02\x00", b"\x28\x00\x11\x00US\x02\x00"):  # Rows, Columns
+        at = data.index(tag) + len(tag)
+        data[at : at + 2] = (60000).to_bytes(2, "little")
+    with pytest.raises(PreviewUnavailable) as caught:
+        render_instance(io.BytesIO(bytes(data)))
+    assert caught.value.problem == PreviewProblem.TOO_LARGE
+
+
+# --- PNGs -----------------------------------------------------------------------------------
+
+
+def test_a_series_preview_is_a_png_without_text(tmp_path: Path) -> None:
+    path = slice_file(tmp_path / "ct", patient_name="WANG^XIAOMING")
+    with path.open("rb") as stream:
+        png = series_preview_png(stream)
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.size == (64, 64)
+    assert not image.info.get("text") and b"tEXt" not in png and b"iTXt" not in png
+    assert b"WANG" not in png
+    assert np.asarray(image)[bright_square(64, 64)].min() == 255
+
+
+def test_a_contact_sheet_tiles_readable_slices_and_skips_the_rest(tmp_path: Path) -> None:
+    files = write_series(tmp_path / "s", count=5)
+    report = write_report(tmp_path / "sr", study_uid=uid("s"), series_uid=uid("r"), sop_uid="1.2")
+    streams = [path.open("rb") for path in [files[0], report, *files[1:]]]
+    try:
+        png = contact_sheet_png(streams, columns=4, tile=32)
+    finally:
+        for stream in streams:
+            stream.close()
+    sheet = np.asarray(Image.open(io.BytesIO(png)))
+    assert sheet.shape == (64, 128)  # five tiles: two rows of four
+    for index in range(5):
+        row, column = divmod(index, 4)
+        tile = sheet[row * 32 : row * 32 + 32, column * 32 : column * 32 + 32]
+        assert tile[6:10, 6:10].min() == 255  # each tile shows its slice's bright square
+    assert sheet[32:, 32:].max() == 0  # the empty cells stay black
+
+
+def test_a_contact_sheet_stops_reading_after_the_last_tile(tmp_path: Path) -> None:
+    files = write_series(tmp_path, count=6)
+    streams = [path.open("rb") for path in files]
+    try:
+        png = contact_sheet_png(streams, columns=2, tile=16, max_tiles=3)
+        untouched = [stream.tell() for stream in streams[3:]]
+    finally:
+        for stream in streams:
+            stream.close()
+    assert Image.open(io.BytesIO(png)).size == (32, 32)
+    assert untouched == [0, 0, 0]
+
+
+def test_a_contact_sheet_of_nothing_viewable_is_unavailable(tmp_path: Path) -> None:
+    report = write_report(tmp_path / "sr", study_uid=uid("s"), series_uid=uid("r"), sop_uid="1.2")
+    with report.open("rb") as stream, pytest.raises(PreviewUnavailable):
+        contact_sheet_png([stream])
+
+
+# --- choosing the slice ---------------------------------------------------------------------
+
+
+def test_the_representative_slice_is_the_middle_one_by_instance_number() -> None:
+    assert representative_index([5, 1, 3, 2, 4]) == 2  # instance 3
+    assert representative_index([2, 1]) == 1  # instance 1 of 1..2
+    assert representative_index([None, 7, None]) == 0
+    assert representative_index([10]) == 0
+    with pytest.raises(ValueError):
+        representative_index([])
+
+
+def test_the_default_slice_has_the_documented_anatomy() -> None:
+    hu = ct_slice_hu(64, 64)
+    assert hu[bright_square(64, 64)].min() == 1000 and hu[air_corner(64, 64)].max() == -1000

@@ -1,0 +1,297 @@
+"""Records in the chat: what a patient sees when they send scans, photos, archives and broken
+files, and what is kept. Real files, a real store, the real worker process."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlmodel import Session, select
+
+from bot.app import App, build_app
+from bot.config import Settings, load_settings
+from records.checklist import ITEMS
+from storage.models import Document
+from tests.conftest import Chat, make_chat
+from tests.dicom_factory import (
+    write_deep_sequence,
+    write_dicomdir,
+    write_series,
+    write_truncated,
+    zip_files,
+)
+from tests.test_intake_transcripts import consent, through_fit
+
+TODAY = datetime.now(UTC).date()
+
+
+def to_imaging(chat: Chat) -> str:
+    """An oncology case, at the checklist item for scans, ready to send files."""
+    consent(chat)
+    chat.press("For me")
+    through_fit(chat, ("A new or serious diagnosis",), ("No", "Yes", "Yes", "No", "No"))
+    chat.press("A review of the diagnosis or plan")
+    chat.press("Continue")
+    chat.press("Cancer or a tumour")
+    chat.press("Another solid tumour")
+    chat.say("Lung adenocarcinoma, 3 cm, surgery proposed")
+    for _ in range(3):
+        chat.press(chat.buttons[0])
+    chat.press("Done")
+    chat.say("2026-08: cough and weight loss")
+    chat.press("Done")
+    while "Scans as original files" not in chat.transcript[-1]:
+        chat.press("I'll get it later")
+    return chat.press("Send it now")
+
+
+def documents(app: App) -> list[Document]:
+    with Session(app.engine) as session:
+        return list(session.exec(select(Document)).all())
+
+
+def stored_files(app: App) -> list[Path]:
+    root = app.settings.data_dir / "files"
+    return [p for p in root.rglob("*") if p.is_file() and p.parent.name != "incoming"]
+
+
+def ct_zip(
+    tmp_path: Path, *, count: int = 12, study_date: date | None = None, **kw: object
+) -> Path:
+    folder = tmp_path / "cd"
+    files = write_series(
+        folder / "DICOM", count=count, study_date=study_date or TODAY - timedelta(days=20), **kw
+    )
+    return zip_files(tmp_path / "ct.zip", files, root=folder)
+
+
+def test_a_zipped_ct_study_is_recognised_previewed_and_confirmed(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    archive = ct_zip(tmp_path, study_date=date(2026, 10, 1))
+    reply = chat.say(str(archive))
+    assert "Received: ct.zip" in reply
+    assert "ct.zip: 12 files inside" in reply
+    assert "Scans I found:" in reply
+    assert "CT scan of the chest, October 1, 2026: 1 series, 12 images" in reply
+    assert "Is this the scan you meant? CT scan of the chest" in reply
+    picture = Path(reply.split("saved for you to open: ")[1].split(")")[0])
+    with Image.open(picture) as image:
+        assert image.format == "PNG" and min(image.size) >= 64
+    reply = chat.press("Yes, that's it")
+    assert "The scan is with your case" in reply
+
+    kinds = sorted(d.kind for d in documents(app))
+    assert kinds == sorted(["zip", *["dicom"] * 12, "preview", "contact_sheet"])
+    members = [d for d in documents(app) if d.kind == "dicom"]
+    assert {d.path for d in members} == {f"DICOM/IM{n:05d}" for n in range(1, 13)}
+    # Encrypted at rest: no DICOM marker, no patient name, anywhere in the store.
+    for path in stored_files(app):
+        data = path.read_bytes()
+        assert b"DICM" not in data and b"DOE^JANE" not in data
+
+    chat.press("Done")
+
+
+def test_old_imaging_in_an_oncology_case_is_flagged_kindly(chat: Chat, tmp_path: Path) -> None:
+    to_imaging(chat)
+    archive = ct_zip(tmp_path, study_date=TODAY - timedelta(days=200))
+    reply = chat.say(str(archive))
+    assert "about 7 months old" in reply
+    assert "scans from the last 3 months" in reply
+
+
+def test_a_series_with_gaps_and_scans_of_two_people_are_pointed_out(
+    chat: Chat, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    first = write_series(tmp_path / "cd" / "A", count=10, skip_instances=(4, 5, 6), seed="a")
+    second = write_series(tmp_path / "cd" / "B", count=3, patient_name="ROE^RICHARD", seed="b")
+    archive = zip_files(tmp_path / "two.zip", [*first, *second], root=tmp_path / "cd")
+    reply = chat.say(str(archive))
+    assert "seems to be missing (about 3 images)" in reply
+    assert "belong to more than one person" in reply
+
+
+def test_the_same_file_sent_twice_is_kept_once(chat: Chat, app: App, tmp_path: Path) -> None:
+    to_imaging(chat)
+    archive = ct_zip(tmp_path, count=3)
+    chat.say(str(archive))
+    before = len(documents(app))
+    copy = tmp_path / "again.zip"
+    copy.write_bytes(archive.read_bytes())
+    reply = chat.say(str(copy))
+    assert "You already sent again.zip earlier (as ct.zip), so I kept just one copy." in reply
+    assert len(documents(app)) == before
+
+
+def test_a_photo_of_a_scan_gets_advice_on_the_original_files(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    photo = tmp_path / "IMG_2041.jpg"
+    Image.new("RGB", (320, 240), (40, 40, 40)).save(photo, "JPEG")
+    reply = chat.say(str(photo))
+    assert "IMG_2041.jpg: a photo or picture" in reply
+    assert "specialists need the original scan files (called DICOM)" in reply
+    assert ITEMS["imaging"].request_zh in reply  # the sentence to show hospital staff
+    chat.press("Done")
+    while chat.buttons[:1] == ["Send it now"]:
+        chat.press("I'll get it later")
+    readiness = chat.transcript[-1]
+    assert "You sent photos of these; specialists need the original files:" in readiness
+
+
+def test_a_report_sent_outside_the_checklist_is_sorted_with_buttons(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    chat.press("Not now")
+    report = tmp_path / "pathology.pdf"
+    report.write_bytes(b"%PDF-1.4\n% biopsy report\n")
+    reply = chat.say(str(report))
+    assert "pathology.pdf: a document (PDF)" in reply
+    assert "Which part of the checklist is pathology.pdf?" in reply
+    reply = chat.press("Pathology report")
+    assert "pathology.pdf is now under: Pathology report" in reply
+    # The intake question is still there to answer: the side question did not move it.
+    assert "Scans as original files" in chat.transcript[-3] or chat.buttons
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda p: _bomb(p), "unpacks to far more than its size suggests"),
+        (lambda p: _climbing_zip(p), "point outside the archive"),
+        (lambda p: _write(p / "empty.pdf", b""), "empty.pdf is empty"),
+        (lambda p: _mz_preamble(p), "contains a computer program"),
+    ],
+    ids=["zip-bomb", "climbing-zip", "empty", "program-in-preamble"],
+)
+def test_harmful_or_empty_files_are_refused_and_nothing_is_kept(
+    chat: Chat, app: App, tmp_path: Path, make: object, expected: str
+) -> None:
+    to_imaging(chat)
+    path = make(tmp_path)  # type: ignore[operator]
+    reply = chat.say(str(path))
+    assert expected in reply
+    assert documents(app) == []
+    assert stored_files(app) == []
+    # And the conversation goes on.
+    assert "Readiness" in chat.press("Done") or chat.buttons
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda p: _write(p / "scan.dcm", bytes(range(256)) * 40), "doesn't look like a scan file"),
+        (lambda p: write_truncated(_one_slice(p)), "looks cut off"),
+        (lambda p: write_deep_sequence(p / "deep.dcm", 5000), "scan file I couldn't read"),
+    ],
+    ids=["random-bytes-named-dcm", "truncated", "deeply-nested"],
+)
+def test_broken_scan_files_are_explained_and_kept_for_the_coordinator(
+    chat: Chat, app: App, tmp_path: Path, make: object, expected: str
+) -> None:
+    to_imaging(chat)
+    path = make(tmp_path)  # type: ignore[operator]
+    reply = chat.say(str(path))
+    assert expected in reply
+    assert len(documents(app)) == 1 and documents(app)[0].problem
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _one_slice(folder: Path) -> Path:
+    return write_series(folder / "one", count=1, rows=128, cols=128)[0]
+
+
+def _bomb(folder: Path) -> Path:
+    path = folder / "records.zip"
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("scan.dcm", "w", force_zip64=True) as member,
+    ):
+        zeros = bytes(1024 * 1024)
+        for _ in range(512):
+            member.write(zeros)
+    return path
+
+
+def _climbing_zip(folder: Path) -> Path:
+    path = folder / "cd.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("DICOM/IM1", b"fine")
+        archive.writestr("../../etc/cron.d/evil", b"* * * * * root true")
+    return path
+
+
+def _mz_preamble(folder: Path) -> Path:
+    source = _one_slice(folder)
+    data = bytearray(source.read_bytes())
+    data[0:2] = b"MZ"
+    return _write(folder / "viewer.dcm", bytes(data))
+
+
+def test_an_upload_link_is_offered_for_big_files(chat: Chat) -> None:
+    to_imaging(chat)
+    reply = chat.press("Big files or a disc: get an upload link")
+    assert "a whole folder such as a hospital disc" in reply
+    # No PUBLIC_BASE_URL here: said plainly, no broken link.
+    assert "The upload page is not switched on for this service yet" in reply
+
+
+def test_a_scan_of_someone_else_is_pointed_out_after_the_patient_confirmed_theirs(
+    chat: Chat, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    reply = chat.say(str(ct_zip(tmp_path, count=3)))
+    assert "The scan names: JANE DOE, born" in reply
+    chat.press("Yes, that's it")
+    other = write_series(tmp_path / "other" / "MR", count=3, patient_name="ROE^RICHARD", seed="r")
+    reply = chat.say(str(zip_files(tmp_path / "mri.zip", other, root=tmp_path / "other")))
+    assert "doesn't match the patient's" in reply
+    assert "Please check that these are the patient's own scans." in reply
+
+
+def test_a_disc_whose_index_lists_files_that_did_not_arrive_is_pointed_out(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    disc = tmp_path / "disc"
+    series = write_series(disc / "DICOM" / "ST1", count=6)
+    index = write_dicomdir(disc, series, extra_references=[("..", "..", "etc", "passwd")])
+    sent = [index, *series[:4]]  # two images left behind
+    reply = chat.say(str(zip_files(tmp_path / "disc.zip", sent, root=disc)))
+    assert "The disc's index lists 2 files that did not arrive." in reply
+    assert "disc.zip: 5 files inside" in reply
+    assert not any("passwd" in d.path for d in documents(app))
+
+
+def test_a_case_over_its_quota_is_told_plainly(
+    settings_with_small_quota: App, tmp_path: Path
+) -> None:
+    chat = make_chat(settings_with_small_quota)
+    to_imaging(chat)
+    big = tmp_path / "scan-archive.zip"
+    big.write_bytes(os.urandom(2 * 1024 * 1024))
+    reply = chat.say(str(big))
+    assert "This case has reached the most it can hold, so I didn't keep scan-archive.zip." in reply
+    assert documents(settings_with_small_quota) == []
+
+
+@pytest.fixture
+def settings_with_small_quota(settings: Settings) -> Iterator[App]:
+    env = {"DATA_DIR": str(settings.data_dir), "DATABASE_URL": settings.database_url}
+    app = build_app(load_settings({**env, "CASE_QUOTA_MB": "1"}))
+    yield app
+    app.close()

@@ -1,0 +1,306 @@
+"""The bilingual case summary: Chinese first in the order Chinese specialists read, then
+English; the patient's words verbatim and marked until a coordinator translates them; the
+DICOM study table, the checklist and the fit assessment. Real cases come from the console
+chat, with real files through the real worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from bot.app import App
+from conversations.fit import REASONS, VERDICT_TITLES
+from conversations.i18n import Translator, translator
+from conversations.questions import ALL_SUGGESTIONS
+from conversations.state import IntakeDraft, Question, RecordItem, TimelineEntry
+from conversations.steps.records import item_title
+from handlers.summary import (
+    HEADINGS_EN,
+    HEADINGS_ZH,
+    NOT_COLLECTED,
+    PATIENT_WORDS,
+    SECTION_IDS,
+    TRANSLATION_LABEL,
+    UNTRANSLATED,
+    CaseSummary,
+    Half,
+    Section,
+    build_summary,
+)
+from records.checklist import AREAS, ITEMS, ONCOLOGY_KINDS
+from storage.documents import DocumentRow
+from storage.models import Case
+from tests.conftest import Chat
+from tests.dicom_factory import write_series, zip_files
+from tests.test_intake_transcripts import consent, through_fit
+
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+ZH, EN = translator("zh_Hans"), translator("en")
+
+RELATION = "мой дядя Иван"
+DIAGNOSIS = "Рак лёгкого 3 см; سرطان الرئة المبكر; 肺腺癌"
+OWN_QUESTION = "Нужна ли операция сейчас или сначала химиотерапия?"
+TIMELINE = ("2026-03: кашель и потеря веса", "2026-05-10: КТ грудной клетки, узел 3 см")
+
+
+@dataclass
+class SubmittedCase:
+    case: Case
+    documents: list[DocumentRow]
+    letter: Path
+    scans: list[Path]
+
+
+def submit_oncology_case(chat: Chat, app: App, tmp_path: Path) -> SubmittedCase:
+    """A relative prepares a lung cancer case in the chat: free text in Russian, Arabic and
+    Chinese, a clinic letter, and a zipped CT study sent as a hospital CD holds it."""
+    consent(chat)
+    chat.press("For a family member or friend")
+    chat.say(RELATION)
+    through_fit(chat, ("A new or serious diagnosis",), ("No", "Yes", "Yes", "No", "No"))
+    chat.press("A review of the diagnosis or plan")
+    chat.press("Continue")
+    chat.press("Cancer or a tumour")
+    chat.press("Another solid tumour")
+    chat.say(DIAGNOSIS)
+    chat.press(chat.buttons[0])
+    chat.press(chat.buttons[0])
+    chat.say(OWN_QUESTION)
+    chat.press("Done")
+    for line in TIMELINE:
+        chat.say(line)
+    chat.press("Done")
+
+    letter = tmp_path / "clinic-letter.pdf"
+    letter.write_bytes(b"%PDF-1.4\n% a letter from the clinic\n")
+    chat.press("Send it now")  # diagnosis reports and clinic letters
+    chat.say(str(letter))
+    chat.press("Done")
+    chat.press("Send it now")  # scans as original files
+    scans = write_series(
+        tmp_path / "cd" / "DICOM", count=6, study_date=date(2026, 5, 10), seed="summary"
+    )
+    reply = chat.say(str(zip_files(tmp_path / "ct.zip", scans, root=tmp_path / "cd")))
+    assert "Is this the scan you meant?" in reply
+    chat.press("Yes, that's it")
+    chat.press("Done")
+    while chat.buttons[:1] == ["Send it now"]:
+        chat.press("I'll get it later")
+    chat.press("Continue to review")
+    chat.press("Submit the case")
+    case = app.queue.list()[0]
+    return SubmittedCase(case, app.documents.for_case(case.id), letter, scans)
+
+
+def section(half: Half, section_id: str) -> Section:
+    return next(s for s in half.sections if s.id == section_id)
+
+
+def lines(half: Half, section_id: str) -> list[str]:
+    """The section as it reads: its lines, then the documents it points to."""
+    found = section(half, section_id)
+    return [entry.line for entry in (*found.entries, *found.documents)]
+
+
+def test_the_summary_is_chinese_first_then_english_in_the_specialists_order(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    submitted = submit_oncology_case(chat, app, tmp_path)
+    summary = build_summary(submitted.case, submitted.documents, {}, NOW)
+
+    chinese, english = summary.halves
+    assert [s.heading for s in chinese.sections] == [
+        "基本信息",
+        "主诉",
+        "现病史",
+        "既往史",
+        "用药及过敏史",
+        "辅助检查 (影像 / 病理 / 化验)",
+        "诊断",
+        "治疗经过",
+        "会诊目的",
+    ]
+    assert [s.id for s in english.sections] == list(SECTION_IDS)
+    assert [s.heading for s in english.sections] == [HEADINGS_EN[i] for i in SECTION_IDS]
+    assert [s.heading for s in chinese.sections] == [HEADINGS_ZH[i] for i in SECTION_IDS]
+
+    # Structured answers come from the catalogs, in each half's language.
+    for half, t in ((chinese, ZH), (english, EN)):
+        area = f"{t(AREAS['oncology'])} — {t(ONCOLOGY_KINDS['solid_other'])}"
+        assert t("Area: {value}", value=area) in lines(half, "chief_complaint")
+        reasons = t("Reasons: {value}", value=t(REASONS["new_diagnosis"]))
+        assert reasons in lines(half, "chief_complaint")
+        assert t("Who: {value}", value=t("For a family member or friend")) in lines(half, "basic")
+        assert lines(half, "purpose")[:2] == [
+            f"1. {t(ALL_SUGGESTIONS['q_pathology'])}",
+            f"2. {t(ALL_SUGGESTIONS['q_staging'])}",
+        ]
+        assert t(NOT_COLLECTED) in lines(half, "past_history")
+        assert t(NOT_COLLECTED) in lines(half, "medications_allergies")
+    assert "专科领域：癌症或肿瘤 — 其他实体瘤" in lines(chinese, "chief_complaint")
+    assert "Language: English" in lines(english, "basic")
+
+    # The patient's own words: verbatim in both halves, marked as not yet translated.
+    for half, t in ((chinese, ZH), (english, EN)):
+        mark = t(UNTRANSLATED)
+        assert f"{t('Diagnosis given so far:')} {DIAGNOSIS} {mark}" in lines(half, "diagnosis")
+        assert f"3. {OWN_QUESTION} {mark}" in lines(half, "purpose")
+        assert f"{t('Relationship to the patient:')} {RELATION} {mark}" in lines(half, "basic")
+        assert [line.removeprefix("• ") for line in lines(half, "present_illness")] == [
+            f"{event} {mark}" for event in TIMELINE
+        ]
+        assert all(not s.translation for s in half.sections)
+
+
+def test_the_study_table_checklist_and_fit_come_from_the_records(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    submitted = submit_oncology_case(chat, app, tmp_path)
+    summary = build_summary(submitted.case, submitted.documents, {}, NOW)
+
+    (study,) = summary.studies
+    assert (study.study_date, study.modalities, study.body_parts) == ("2026-05-10", "CT", "CHEST")
+    assert (study.series, study.images, study.missing_images) == (1, 6, 0)
+    assert study.patient_name == "DOE JANE"
+
+    statuses = {row.item: (row.status, row.critical, row.files) for row in summary.checklist}
+    assert statuses["diagnosis_reports"] == ("present", False, 1)
+    assert statuses["imaging"] == ("present", True, 6)
+    assert statuses["pathology_report"] == ("later", True, 0)
+    assert statuses["labs"] == ("later", False, 0)
+    assert summary.readiness == submitted.case.readiness
+    assert summary.fit.verdict == submitted.case.verdict == "good_fit"
+
+    chinese, english = summary.halves
+    for half, t in ((chinese, ZH), (english, EN)):
+        imaging = t("{item}: {status}", item=_title(t, "imaging"), status=t("received"))
+        assert f"★ {imaging} {t.plural('({count} file)', '({count} files)', 6)}" in half.checklist
+        later = t("{item}: {status}", item=_title(t, "pathology_report"), status=t("later"))
+        assert f"★ {later}" in half.checklist
+        assert half.fit[0] == t("Assessment: {value}", value=t(VERDICT_TITLES["good_fit"]))
+        assert t("Readiness: {score}%", score=summary.readiness) in half.fit
+        # Investigations point to the documents; the table follows in the renderings.
+        pointer = t.plural(
+            "See the documents under {item} ({count} file).",
+            "See the documents under {item} ({count} files).",
+            6,
+            item=_title(t, "imaging"),
+        )
+        assert pointer in lines(half, "investigations")
+    assert chinese.language.study_columns[:3] == ("检查日期", "检查类型", "部位")
+    assert english.language.study_columns[:3] == ("Date", "Modality", "Body part")
+
+
+def _title(t: Translator, item_id: str) -> str:
+    return item_title(ITEMS[item_id], t)
+
+
+# --- built from rows directly: what changes with a translation, with documents ----------------
+
+
+def constructed_case(**changes: object) -> Case:
+    draft = IntakeDraft(
+        case_id="case-1",
+        for_whom="self",
+        fit_reasons=["conflicting_advice"],
+        situation={"treatment_started": "yes", "goal": "treatment"},
+        area="cardiovascular",
+        diagnosis="Стеноз аортального клапана",
+        questions=[Question(text="Можно ли обойтись без операции на открытом сердце?")],
+        timeline=[TimelineEntry(when="2025", sort_key="2025-00-00", what="одышка при ходьбе")],
+        records={"labs": RecordItem(status="not_applicable")},
+    ).model_copy(update=changes)
+    return Case(
+        id="case-1",
+        reference="HZ-2026-TEST",
+        channel="console",
+        user_key="u",
+        chat_key="u",
+        status="in_review",
+        locale="ru",
+        area="cardiovascular",
+        verdict="possible_fit",
+        readiness=0,
+        answers_json=draft.model_dump_json(),
+        submitted_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def document(item: str, name: str, kind: str = "pdf", **fields: object) -> DocumentRow:
+    return DocumentRow(
+        file_id=f"f-{item}-{name}",
+        case_id="case-1",
+        item=item,
+        sha256="0" * 64,
+        size=10,
+        original_name=name,
+        stored_at=NOW,
+        kind=kind,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_a_coordinators_translation_is_shown_beside_the_patients_words() -> None:
+    case = constructed_case()
+    before = build_summary(case, [], {}, NOW)
+    after = build_summary(
+        case, [], {"diagnosis": "Aortic valve stenosis", "unknown": "ignored"}, NOW
+    )
+    for half_before, half_after, t in zip(before.halves, after.halves, (ZH, EN), strict=True):
+        words = "Стеноз аортального клапана"
+        assert lines(half_before, "diagnosis")[0].endswith(f"{words} {t(UNTRANSLATED)}")
+        translated = section(half_after, "diagnosis")
+        assert translated.entries[0].line.endswith(f"{words} {t(PATIENT_WORDS)}")
+        assert (translated.translation_label, translated.translation) == (
+            t(TRANSLATION_LABEL),
+            "Aortic valve stenosis",
+        )
+        # Other sections keep their mark until they are translated too.
+        assert lines(half_after, "purpose")[0].endswith(t(UNTRANSLATED))
+        assert not section(half_after, "purpose").translation
+
+
+def test_what_the_intake_does_not_ask_points_to_the_documents_that_may_say_it() -> None:
+    documents = [
+        document("medications", "medicine-boxes.jpg", kind="image"),
+        document("discharge_summaries", "discharge.pdf"),
+        document("discharge_summaries", "unreadable.pdf", problem="unreadable"),
+        document("", "misc.pdf"),
+        document("imaging", "preview-1.png", kind="preview"),
+    ]
+    summary = build_summary(constructed_case(), documents, {}, NOW)
+    chinese, english = summary.halves
+    assert lines(english, "medications_allergies") == [
+        "Not collected in the intake.",
+        "See the documents under Current medicines and allergies (用药清单 / 过敏史) (1 file).",
+    ]
+    assert lines(english, "past_history")[1] == (
+        "See the documents under Discharge summaries (出院小结) (1 file)."
+    )
+    assert lines(chinese, "medications_allergies")[0] == ZH(NOT_COLLECTED)
+    assert lines(english, "investigations") == ["No DICOM scans among the files."]
+    assert lines(english, "diagnosis")[0].startswith("Diagnosis given so far: Стеноз")
+    assert lines(english, "treatment") == ["Has treatment for this already started? Yes"]
+    assert "What would help you most? Treatment in China" in lines(english, "purpose")
+
+    statuses = {row.item: row.status for row in summary.checklist}
+    assert statuses["medications"] == "present"
+    assert statuses["labs"] == "not_applicable"
+    assert statuses["imaging"] == "missing"  # a preview is not a scan
+    assert summary.other_files == 1
+    assert "1 other file" in english.checklist
+    assert english.checklist[-1] == "★ needed for a specialist to review the case"
+
+
+def test_photos_where_scans_are_needed_count_half_and_names_read_plainly() -> None:
+    case = constructed_case(patient_name="DOE^JANE", patient_birth_date=date(1970, 5, 17))
+    photo = document("imaging", "IMG_2041.jpg", kind="image")
+    summary: CaseSummary = build_summary(case, [photo], {}, NOW)
+    assert {row.item: row.status for row in summary.checklist}["imaging"] == "partial"
+    english = summary.halves[1]
+    assert "Name on the scans: DOE JANE" in lines(english, "basic")
+    assert "Birth date on the scans: May 17, 1970" in lines(english, "basic")
+    assert "Language: Russian" in lines(english, "basic")
+    assert "语言：俄语" in lines(summary.halves[0], "basic")

@@ -1,0 +1,74 @@
+"""From the link in the chat, through the upload page, back to the chat: the files a patient
+sends on the page are stored, checked and reported in their conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import App, build_app
+from bot.channels.console import CHANNEL
+from bot.config import Settings, load_settings
+from bot.upload_page import UploadPage
+from bot.web import make_web_app
+from storage.uploads import UploadGrant, UploadState
+from tests.conftest import make_chat
+from tests.dicom_factory import write_series
+from tests.test_records_chat import documents, to_imaging
+
+
+def _app(settings: Settings) -> App:
+    env = {"DATA_DIR": str(settings.data_dir), "DATABASE_URL": settings.database_url}
+    return build_app(load_settings({**env, "PUBLIC_BASE_URL": "https://huizhen.example"}))
+
+
+def test_files_sent_on_the_upload_page_reach_the_case_and_the_chat(
+    settings: Settings, tmp_path: Path
+) -> None:
+    app = _app(settings)
+    try:
+        chat = make_chat(app)
+        to_imaging(chat)
+        reply = chat.press("Big files or a disc: get an upload link")
+        found = re.search(r"https://huizhen\.example(/u/[\w-]+)", reply)
+        assert found is not None and "valid for 24 hours" in reply
+        series = write_series(tmp_path / "CD" / "DICOM", count=5)
+        asyncio.run(_upload(app, chat.channel, found.group(1), series, tmp_path / "CD"))
+        screen = chat.transcript[-1] + chat.screen.getvalue()[-3000:]
+        assert "Received 5 files." not in screen  # five files are listed by name
+        assert "Received: IM00001" in screen
+        assert "CT scan of the chest" in screen and "1 series, 5 images" in screen
+        stored = [d for d in documents(app) if d.kind == "dicom"]
+        assert sorted(d.path for d in stored) == [f"DICOM/IM{n:05d}" for n in range(1, 6)]
+        # The page's spool is emptied once the files are in the encrypted store.
+        assert list((app.settings.data_dir / "uploads").glob("*.part")) == []
+    finally:
+        app.close()
+
+
+async def _upload(app: App, console: Any, link: str, files: list[Path], root: Path) -> None:
+    async def announce(grant: UploadGrant, uploads: list[UploadState]) -> None:
+        await asyncio.to_thread(app.announce_uploads, grant, uploads)
+        await app.after_update({CHANNEL: console}, {CHANNEL: console}, console)
+
+    page = UploadPage(app.upload_tokens, app.uploads, announce)
+    async with TestClient(TestServer(make_web_app(None, page))) as client:
+        for file in files:
+            data = file.read_bytes()
+            path = file.relative_to(root).as_posix()
+            body = {
+                "name": file.name,
+                "relative_path": path,
+                "size": len(data),
+                "fingerprint": path,
+            }
+            async with client.post(f"{link}/files", json=body) as response:
+                upload_id = (await response.json())["id"]
+            async with client.put(f"{link}/files/{upload_id}?offset=0", data=data) as response:
+                assert (await response.json())["complete"]
+        async with client.post(f"{link}/done") as response:
+            assert (await response.json())["announced"] == len(files)
