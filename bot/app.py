@@ -42,6 +42,8 @@ from storage.uploads import UploadGrant, UploadState, UploadStore, UploadTokens
 
 # Previews are a few hundred kilobytes, an opinion a few megabytes; bots may send up to 50 MB.
 MAX_SHOWN_FILE_BYTES = 50 * 1024 * 1024
+# An upload untouched this long, its page closed without saying "done", is taken as finished.
+UPLOAD_QUIET_PERIOD = timedelta(minutes=10)
 
 
 @dataclass
@@ -81,6 +83,21 @@ class App:
                 files=files,
             )
         )
+
+    def sweep_uploads(self, channel: str) -> bool:
+        """Files that reached the upload page whose page closed before saying "done" enter
+        their conversations on `channel`; parts of uploads abandoned long ago are removed.
+        True when files were announced (they wait to be checked)."""
+        now = self.pipeline.clock()
+        found = self.uploads.sweep(now, UPLOAD_QUIET_PERIOD)
+        self.uploads.remove_abandoned(now, timedelta(hours=self.settings.upload_link_hours + 24))
+        announced = False
+        for grant, uploads in found:
+            if grant.channel == channel:
+                self.announce_uploads(grant, uploads)
+                self.uploads.mark_announced([upload.id for upload in uploads], now)
+                announced = True
+        return announced
 
     def scheduled_work(self) -> None:
         """Reminders to patients and idle cases surfaced to coordinators: read from the

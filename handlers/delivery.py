@@ -8,8 +8,10 @@ whose message could not be sent waits (its later messages are not sent around it
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, Protocol
@@ -128,7 +130,7 @@ async def deliver_pending(
                 assert sender is not None and reply is not None
                 if reply.upload_link is not None:
                     reply = await asyncio.to_thread(
-                        _with_link, links, message.channel, message.chat_key, reply
+                        with_upload_link, links, message.channel, message.chat_key, reply
                     )
                 await _send_reply(outbox, sender, message.channel, message.chat_key, reply)
         except WaitForUser:
@@ -172,7 +174,42 @@ async def deliver_pending(
     return DeliveryReport(sent, retry_in, more=sent > 0 or bool(superseded))
 
 
-def _with_link(links: LinkIssuer | None, channel: str, chat_key: str, reply: Outbound) -> Outbound:
+async def deliver_forever(
+    one_round: Callable[[], Awaitable[DeliveryReport]],
+    wake: asyncio.Event,
+    stopping: asyncio.Event,
+    what: str,
+    idle_seconds: float = 30,
+) -> None:
+    """A channel's sender: a round whenever `wake` is set, again at once while rounds make
+    progress, when messages held back (a 429, a failure) may be tried again, and every
+    `idle_seconds` in case a wake-up was missed. Each hold is remembered until its time, so a
+    round in between (other chats' messages) never makes one wait for the idle timer."""
+    loop = asyncio.get_running_loop()
+    due: list[float] = []  # loop times when held messages may go again
+    while not stopping.is_set():
+        timeout = min(idle_seconds, max(0.0, due[0] - loop.time())) if due else idle_seconds
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=timeout)
+        wake.clear()
+        while due and due[0] <= loop.time():
+            heapq.heappop(due)
+        try:
+            report = await one_round()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.error("%s failed (%s)", what, type(error).__name__)
+            report = DeliveryReport(0, retry_in=1.0)
+        if report.retry_in is not None:
+            heapq.heappush(due, loop.time() + report.retry_in)
+        if report.more:
+            wake.set()
+
+
+def with_upload_link(
+    links: LinkIssuer | None, channel: str, chat_key: str, reply: Outbound
+) -> Outbound:
     assert reply.upload_link is not None
     link = links.upload_link(channel, chat_key, reply.upload_link, reply.locale) if links else None
     t = translator(reply.locale)

@@ -4,6 +4,7 @@ are never taken out of order, and a sender that dies lets its messages go after 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,13 @@ import pytest
 from sqlalchemy import insert
 
 from bot.app import App
-from handlers.delivery import DELIVERY_BATCH, DeliveryReport, RetryLater, deliver_pending
+from handlers.delivery import (
+    DELIVERY_BATCH,
+    DeliveryReport,
+    RetryLater,
+    deliver_forever,
+    deliver_pending,
+)
 from handlers.events import CoordinatorNotice, Outbound
 from storage.database import run_once
 from storage.models import Outbox
@@ -148,3 +155,53 @@ def test_a_round_that_sent_asks_for_another(app: App) -> None:
         rounds.append(asyncio.run(_round(app, platform, NOW)))
     assert [r.sent for r in rounds] == [DELIVERY_BATCH, 5, 0]
     assert len(platform.sent) == DELIVERY_BATCH + 5
+
+
+def test_a_held_chat_goes_out_when_its_wait_is_over_whatever_ran_in_between(app: App) -> None:
+    """Alice's message gets a 429 (wait half a second) while Bob's keep coming: the sender
+    remembers her wait through the rounds in between, instead of idling until its timer."""
+
+    class OnceSlow:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+            self.refused = False
+
+        async def send(self, chat_key: str, message: Outbound) -> str | None:
+            if chat_key == "alice" and not self.refused:
+                self.refused = True
+                raise RetryLater(0.5)
+            self.sent.append(message.text)
+            return None
+
+    async def scenario() -> None:
+        platform = OnceSlow()
+        wake, stopping = asyncio.Event(), asyncio.Event()
+        outbox = OutboxStore(app.engine)
+        sender = asyncio.create_task(
+            deliver_forever(
+                lambda: deliver_pending(outbox, {"telegram": platform}, _NoCoordinators()),
+                wake,
+                stopping,
+                "test delivery",
+                idle_seconds=3600,
+            )
+        )
+        _queue(app, ["alice"], per_chat=1)
+        wake.set()
+        for n in range(3):  # Bob's messages make rounds while Alice waits
+            await asyncio.sleep(0.1)
+            _queue(app, [f"bob-{n}"], per_chat=1)
+            wake.set()
+        for _ in range(100):
+            if "alice #0" in platform.sent:
+                break
+            await asyncio.sleep(0.05)
+        stopping.set()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        assert platform.refused
+        assert platform.sent.count("alice #0") == 1
+        assert {"bob-0 #0", "bob-1 #0", "bob-2 #0"} <= set(platform.sent)
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,39 @@ def test_files_sent_on_the_upload_page_reach_the_case_and_the_chat(
         app.close()
 
 
-async def _upload(app: App, console: Any, link: str, files: list[Path], root: Path) -> None:
+def test_files_whose_page_closed_before_done_reach_the_chat_after_a_quiet_while(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The patient closed the page (or lost the connection) after the last file, without
+    pressing Done: the sweep announces the files once nothing more arrived for a while."""
+    app = _app(settings)
+    try:
+        chat = make_chat(app)
+        to_imaging(chat)
+        reply = chat.press("Big files or a disc: get an upload link")
+        found = re.search(r"https://huizhen\.example(/u/[\w-]+)", reply)
+        assert found is not None
+        series = write_series(tmp_path / "CD" / "DICOM", count=3)
+        link = found.group(1)
+        asyncio.run(_upload(app, chat.channel, link, series, tmp_path / "CD", done=False))
+        assert not app.sweep_uploads(CHANNEL)  # still within the quiet period
+        assert not any(d.kind == "dicom" for d in documents(app))
+        later = datetime.now(UTC) + timedelta(minutes=11)
+        app.pipeline.clock = lambda: later
+        assert app.sweep_uploads(CHANNEL)
+        assert not app.sweep_uploads(CHANNEL)  # announced once
+        console = chat.channel
+        asyncio.run(app.after_update({CHANNEL: console}, {CHANNEL: console}, console))
+        screen = chat.screen.getvalue()[-3000:]
+        assert "1 series, 3 images" in screen
+        assert len([d for d in documents(app) if d.kind == "dicom"]) == 3
+    finally:
+        app.close()
+
+
+async def _upload(
+    app: App, console: Any, link: str, files: list[Path], root: Path, done: bool = True
+) -> None:
     async def announce(grant: UploadGrant, uploads: list[UploadState]) -> None:
         await asyncio.to_thread(app.announce_uploads, grant, uploads)
         await app.after_update({CHANNEL: console}, {CHANNEL: console}, console)
@@ -70,5 +103,6 @@ async def _upload(app: App, console: Any, link: str, files: list[Path], root: Pa
                 upload_id = (await response.json())["id"]
             async with client.put(f"{link}/files/{upload_id}?offset=0", data=data) as response:
                 assert (await response.json())["complete"]
-        async with client.post(f"{link}/done") as response:
-            assert (await response.json())["announced"] == len(files)
+        if done:
+            async with client.post(f"{link}/done") as response:
+                assert (await response.json())["announced"] == len(files)

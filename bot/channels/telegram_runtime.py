@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -25,18 +25,17 @@ from bot.channels.telegram_base import (
     encode_callback,
     split_text,
 )
+from bot.periodic import start_periodic_work
 from conversations.i18n import N_, SUPPORTED_LOCALES, negotiate, translator
 from handlers.coordinators import CoordinatorDesk
+from handlers.delivery import deliver_forever
 from handlers.events import CoordinatorNotice, Inbound, InboundKind, Outbound
 from handlers.failure import apology
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 25
-UPLOAD_SWEEP_SECONDS = 60
-SCHEDULED_WORK_SECONDS = 15 * 60
 FILE_RETRY_SECONDS = 15
-UPLOAD_QUIET_PERIOD = timedelta(minutes=10)
 CAPTION_LIMIT = 1024
 # Tries to store one update before it is answered with an apology and passed over.
 MAX_STORE_ATTEMPTS = 3
@@ -86,8 +85,9 @@ class TelegramChannel:
             self._tasks.append(asyncio.create_task(self._poll_forever()))
         self._tasks.append(asyncio.create_task(self._deliver_forever()))
         self._tasks.append(asyncio.create_task(self._check_files_forever()))
-        self._tasks.append(asyncio.create_task(self._sweep_uploads_forever()))
-        self._tasks.append(asyncio.create_task(self._scheduled_work_forever()))
+        self._tasks += start_periodic_work(
+            self.app, CHANNEL, self._stopping, self.files_arrived, self._wake.set
+        )
         loop = self._loop
 
         def wake() -> None:
@@ -249,43 +249,6 @@ class TelegramChannel:
                 assert self._loop is not None
                 self._loop.call_later(FILE_RETRY_SECONDS, self._files_waiting.set)
 
-    async def _scheduled_work_forever(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await asyncio.to_thread(self.app.scheduled_work)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.error("scheduled work failed (%s)", type(error).__name__)
-            self._wake.set()
-            await asyncio.sleep(SCHEDULED_WORK_SECONDS)
-
-    async def _sweep_uploads_forever(self) -> None:
-        """Files that reached the upload page whose page closed before saying "done"."""
-        while not self._stopping.is_set():
-            await asyncio.sleep(UPLOAD_SWEEP_SECONDS)
-            try:
-                found = await asyncio.to_thread(
-                    self.app.uploads.sweep, datetime.now(UTC), UPLOAD_QUIET_PERIOD
-                )
-                await asyncio.to_thread(
-                    self.app.uploads.remove_abandoned,
-                    datetime.now(UTC),
-                    timedelta(hours=self.settings.upload_link_hours + 24),
-                )
-                for grant, uploads in found:
-                    if grant.channel == CHANNEL:
-                        await asyncio.to_thread(self.app.announce_uploads, grant, uploads)
-                        ids = [upload.id for upload in uploads]
-                        await asyncio.to_thread(
-                            self.app.uploads.mark_announced, ids, datetime.now(UTC)
-                        )
-                        self.files_arrived()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.error("the upload sweep failed (%s)", type(error).__name__)
-
     # --- coordinators ----------------------------------------------------------------------
 
     async def _coordinator_action(self, item: Incoming) -> None:
@@ -371,24 +334,12 @@ class TelegramChannel:
         return str(sent)
 
     async def _deliver_forever(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=30)
-            self._wake.clear()
-            try:
-                report = await self.app.deliver({CHANNEL: self}, self)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.error("delivery round failed (%s)", type(error).__name__)
-                await asyncio.sleep(1)
-                self._wake.set()
-                continue
-            if report.more:
-                self._wake.set()
-            elif report.retry_in is not None:
-                await asyncio.sleep(report.retry_in)
-                self._wake.set()
+        await deliver_forever(
+            lambda: self.app.deliver({CHANNEL: self}, self),
+            self._wake,
+            self._stopping,
+            "delivery round",
+        )
 
     async def deliver_now(self) -> None:
         """One delivery round (tests and shutdown use it)."""

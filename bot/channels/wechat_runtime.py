@@ -37,6 +37,7 @@ from bot.channels.wechat import (
     parse,
     text_reply,
 )
+from bot.periodic import start_periodic_work
 from conversations.i18n import N_, negotiate, translator
 from conversations.state import ConversationKey
 from handlers.delivery import (
@@ -44,7 +45,8 @@ from handlers.delivery import (
     DeliveryReport,
     RetryLater,
     WaitForUser,
-    _with_link,
+    deliver_forever,
+    with_upload_link,
 )
 from handlers.events import CoordinatorNotice, Inbound, InboundKind, Outbound
 from handlers.failure import apology
@@ -71,9 +73,6 @@ PROFILE_TIMEOUT = 1.5
 MAX_FAILED_TRIES = 2
 DELIVERY_IDLE_SECONDS = 30
 FILE_RETRY_SECONDS = 5
-UPLOAD_SWEEP_SECONDS = 60
-SCHEDULED_WORK_SECONDS = 15 * 60
-UPLOAD_QUIET_PERIOD = timedelta(minutes=10)
 SUCCESS = "success"  # WeChat's "received, no reply"
 
 UNSUPPORTED = N_("I can only read text and photos in this chat. Please type your answer instead.")
@@ -189,9 +188,14 @@ class WeChatChannel:
         self._loop = asyncio.get_running_loop()
         self._tasks.append(asyncio.create_task(self._deliver_forever()))
         self._tasks.append(asyncio.create_task(self._check_files_forever()))
-        self._tasks.append(asyncio.create_task(self._sweep_uploads_forever()))
-        if self.run_schedule:
-            self._tasks.append(asyncio.create_task(self._scheduled_work_forever()))
+        self._tasks += start_periodic_work(
+            self.app,
+            CHANNEL,
+            self._stopping,
+            self._files_waiting.set,
+            self._wake.set,
+            scheduled=self.run_schedule,
+        )
         self._wake.set()  # whatever a previous run left in the outbox goes out now
         self._files_waiting.set()
 
@@ -393,7 +397,7 @@ class WeChatChannel:
                 picture_only = Outbound(text="", files=pictures, locale=message.locale)
                 self.app.pipeline.store.enqueue(CHANNEL, openid, picture_only, _now())
         messages = [
-            _with_link(self.app, CHANNEL, openid, m) if m.upload_link is not None else m
+            with_upload_link(self.app, CHANNEL, openid, m) if m.upload_link is not None else m
             for m in messages
         ]
         texts, options = numbered([documents_noted(m) for m in messages])
@@ -469,22 +473,9 @@ class WeChatChannel:
             self._rounds.remove(started)
 
     async def _deliver_forever(self) -> None:
-        wait: float = 0
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait or DELIVERY_IDLE_SECONDS)
-            self._wake.clear()
-            try:
-                report = await self._round()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.error("WeChat delivery round failed (%s)", type(error).__name__)
-                wait = 1
-                continue
-            if report.more:
-                self._wake.set()
-            wait = report.retry_in or 0
+        await deliver_forever(
+            self._round, self._wake, self._stopping, "WeChat delivery round", DELIVERY_IDLE_SECONDS
+        )
 
     async def deliver_now(self) -> None:
         """One delivery round (tests and shutdown use it)."""
@@ -525,35 +516,6 @@ class WeChatChannel:
 
     def _files_left(self) -> bool:
         return any(job.channel == CHANNEL for job in self.app.pipeline.jobs.pending())
-
-    async def _sweep_uploads_forever(self) -> None:
-        """Files that reached the upload page whose page closed before saying "done"."""
-        while not self._stopping.is_set():
-            await asyncio.sleep(UPLOAD_SWEEP_SECONDS)
-            try:
-                found = await asyncio.to_thread(self.app.uploads.sweep, _now(), UPLOAD_QUIET_PERIOD)
-                for grant, uploads in found:
-                    if grant.channel != CHANNEL:
-                        continue
-                    await asyncio.to_thread(self.app.announce_uploads, grant, uploads)
-                    ids = [upload.id for upload in uploads]
-                    await asyncio.to_thread(self.app.uploads.mark_announced, ids, _now())
-                    self._files_waiting.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.error("the WeChat upload sweep failed (%s)", type(error).__name__)
-
-    async def _scheduled_work_forever(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await asyncio.to_thread(self.app.scheduled_work)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.error("scheduled work failed (%s)", type(error).__name__)
-            self._wake.set()
-            await asyncio.sleep(SCHEDULED_WORK_SECONDS)
 
 
 def add_wechat_routes(app: web.Application, channel: WeChatChannel) -> None:
