@@ -27,6 +27,7 @@ MAX_DELIVERY_ATTEMPTS = 8
 # Rows one round takes: about two seconds at Telegram's overall rate. A worker holds what it
 # claimed while it paces the sends, so a small batch leaves the rest to other workers.
 DELIVERY_BATCH = 60
+CHATS_AT_ONCE = 16
 
 
 class RetryLater(Exception):
@@ -98,57 +99,98 @@ async def deliver_pending(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     links: LinkIssuer | None = None,
 ) -> DeliveryReport:
-    """Send pending messages in order and mark each sent as soon as the platform took it."""
-    held: set[tuple[str, str]] = set()
-    retry_in: float | None = None
-    sent = 0
+    """Send pending messages and mark each sent as soon as the platform took it: each chat's
+    in order, different chats side by side, so one chat's pacing (Telegram's message a
+    second per chat) never holds up the others."""
     pending = await asyncio.to_thread(outbox.claim, clock(), MAX_DELIVERY_ATTEMPTS, DELIVERY_BATCH)
-    unsent: list[int] = []  # taken this round but not sent: let go at the end
-    replies = {m.id: _reply(m.payload_json) for m in pending if m.audience != "coordinators"}
-    newest = _newest_by_replace_key(pending, replies)
-    superseded: list[int] = []
+    delivery = _Round(outbox, senders, coordinators, clock, links, pending)
+    by_chat: dict[tuple[str, str], list[PendingMessage]] = {}
     for message in pending:
-        chat = (message.channel, message.chat_key or message.audience)
-        if chat in held:
-            unsent.append(message.id)
-            continue
-        reply = replies.get(message.id)
+        by_chat.setdefault((message.channel, message.chat_key or message.audience), []).append(
+            message
+        )
+    await asyncio.gather(*(delivery.send_chat(messages) for messages in by_chat.values()))
+    if delivery.superseded:
+        await asyncio.to_thread(outbox.mark_sent, delivery.superseded, clock())
+    await asyncio.to_thread(outbox.release, delivery.unsent)
+    more = delivery.sent > 0 or bool(delivery.superseded)
+    return DeliveryReport(delivery.sent, delivery.retry_in, more=more)
+
+
+class _Round:
+    """One delivery round's shared tallies; `send_chat` sends one chat's messages."""
+
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        senders: Mapping[str, ReplySender],
+        coordinators: CoordinatorSink,
+        clock: Callable[[], datetime],
+        links: LinkIssuer | None,
+        pending: list[PendingMessage],
+    ) -> None:
+        self.outbox, self.senders, self.coordinators = outbox, senders, coordinators
+        self.clock, self.links = clock, links
+        self.replies = {
+            m.id: _reply(m.payload_json) for m in pending if m.audience != "coordinators"
+        }
+        self.newest = _newest_by_replace_key(pending, self.replies)
+        self.sent = 0
+        self.retry_in: float | None = None
+        self.unsent: list[int] = []  # taken this round but not sent: let go at the end
+        self.superseded: list[int] = []
+        # Chats sent to at once; the platform's own limiter paces the messages themselves.
+        self.slots = asyncio.Semaphore(CHATS_AT_ONCE)
+
+    def _retry(self, seconds: float) -> None:
+        self.retry_in = seconds if self.retry_in is None else min(self.retry_in, seconds)
+
+    async def send_chat(self, messages: list[PendingMessage]) -> None:
+        async with self.slots:
+            for index, message in enumerate(messages):
+                if not await self._send(message):
+                    # Held: the chat's later messages wait behind this one.
+                    self.unsent += [later.id for later in messages[index + 1 :]]
+                    return
+
+    async def _send(self, message: PendingMessage) -> bool:
+        """Send one message; False when its chat must wait."""
+        outbox, clock = self.outbox, self.clock
+        reply = self.replies.get(message.id)
         key = reply.replace_key if reply is not None else None
-        if key is not None and newest[(message.channel, message.chat_key, key)] != message.id:
-            superseded.append(message.id)  # a newer version of the same message follows
-            continue
-        sender = senders.get(message.channel)
+        if key is not None and self.newest[(message.channel, message.chat_key, key)] != message.id:
+            self.superseded.append(message.id)  # a newer version of the same message follows
+            return True
+        sender = self.senders.get(message.channel)
         if message.audience != "coordinators" and sender is None:
-            unsent.append(message.id)
-            continue  # that channel is not running in this process
+            self.unsent.append(message.id)
+            return True  # that channel is not running in this process
         try:
             if message.audience == "coordinators":
-                await coordinators.notify(
+                await self.coordinators.notify(
                     CoordinatorNotice.model_validate_json(message.payload_json)
                 )
             else:
                 assert sender is not None and reply is not None
                 if reply.upload_link is not None:
                     reply = await asyncio.to_thread(
-                        with_upload_link, links, message.channel, message.chat_key, reply
+                        with_upload_link, self.links, message.channel, message.chat_key, reply
                     )
                 await _send_reply(outbox, sender, message.channel, message.chat_key, reply)
         except WaitForUser:
-            held.add(chat)
-            unsent.append(message.id)
-            continue
+            self.unsent.append(message.id)
+            return False
         except RetryLater as later:
             DELIVERIES.labels(message.channel, "retry").inc()
-            held.add(chat)
             until = clock() + timedelta(seconds=later.seconds)
             await asyncio.to_thread(outbox.release, [message.id], until)
-            retry_in = later.seconds if retry_in is None else min(retry_in, later.seconds)
-            continue
+            self._retry(later.seconds)
+            return False
         except Undeliverable:
             log.warning("outbox row %s on %s cannot be delivered", message.id, message.channel)
             DELIVERIES.labels(message.channel, "refused").inc()
             await asyncio.to_thread(outbox.give_up, message.id)
-            continue
+            return True
         except Exception as error:
             # No message content in logs: only which row, which channel, which kind of error.
             log.warning(
@@ -158,20 +200,16 @@ async def deliver_pending(
                 type(error).__name__,
             )
             DELIVERIES.labels(message.channel, "failed").inc()
-            held.add(chat)
             wait = backoff(message.attempts + 1)
             retry_at = clock() + timedelta(seconds=wait)
             await asyncio.to_thread(outbox.mark_failed, message.id, retry_at)
-            retry_in = wait if retry_in is None else min(retry_in, wait)
-            continue
+            self._retry(wait)
+            return False
         # Marked at once: a crash after this point cannot send the message a second time.
         await asyncio.to_thread(outbox.mark_sent, [message.id], clock())
         DELIVERIES.labels(message.channel, "sent").inc()
-        sent += 1
-    if superseded:
-        await asyncio.to_thread(outbox.mark_sent, superseded, clock())
-    await asyncio.to_thread(outbox.release, unsent)
-    return DeliveryReport(sent, retry_in, more=sent > 0 or bool(superseded))
+        self.sent += 1
+        return True
 
 
 async def deliver_forever(

@@ -205,3 +205,32 @@ def test_a_held_chat_goes_out_when_its_wait_is_over_whatever_ran_in_between(app:
         assert {"bob-0 #0", "bob-1 #0", "bob-2 #0"} <= set(platform.sent)
 
     asyncio.run(scenario())
+
+
+def test_a_chat_being_paced_does_not_hold_up_the_others(app: App) -> None:
+    """Alice has three messages, each taking the platform a while (Telegram's message a second
+    per chat); Bob's one message goes out meanwhile, not after hers."""
+
+    class Paced:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        async def send(self, chat_key: str, message: Outbound) -> str | None:
+            if chat_key == "alice":
+                await asyncio.sleep(0.2)
+            self.sent.append(message.text)
+            return None
+
+    _queue(app, ["alice"], per_chat=3)
+    _queue(app, ["bob"], per_chat=1)
+    platform = Paced()
+    report = asyncio.run(
+        deliver_pending(OutboxStore(app.engine), {"telegram": platform}, _NoCoordinators())
+    )
+    assert report.sent == 4
+    assert platform.sent[0] == "bob #0"
+    assert [text for text in platform.sent if text.startswith("alice")] == [
+        "alice #0",
+        "alice #1",
+        "alice #2",
+    ]
