@@ -21,12 +21,15 @@ were delivered while the users played is shown, not waited for.
 The driver and the fake Bot API share the machine with the workers and the database (its CPU
 share is printed). The last line printed is one JSON object with the figures.
 
-Reading the figures (the project's 2-core machine, 1,000 users, 6,484 updates): 254 updates/s
-with one PostgreSQL worker, 375 with two (x1.48), 322 with four (x1.27): past two processes
-the workers, PostgreSQL and the driver only take turns on the same two cores. One SQLite
-worker stores 352/s. Stored is not delivered: while the users played, one worker sent 7
-replies a second and four workers 56, so 6,000-7,000 of the 7,300 replies were still in the
-outbox when the last update was answered; tests/test_workers.py says why draining it is slow.
+Reading the figures (the project's 2-core machine, 1,000 users, 6,484 updates; 2026-11-22):
+135 updates/s with one PostgreSQL worker, 248 with two (x1.83), 216 with four (x1.60): past two
+processes the workers, PostgreSQL and the driver only take turns on the same two cores. One
+SQLite worker stores 193/s. p99 latency 0.8-1.2 s under this load, p50 86-180 ms. Stored is
+not yet delivered: while the users played, one worker sent 23 replies a second and four 115
+(each worker paces itself to 30 a second), so some 4,000-6,500 of the 7,300 replies were still
+in the outbox when the last update was answered; tests/test_workers.py waits for them (about
+40 s more with four workers). The figures vary by 20-40% between runs and machines: an
+earlier machine measured 254 / 375 / 322 and 352/s; compare ratios from one run.
 """
 
 from __future__ import annotations
