@@ -188,7 +188,8 @@ def _counted(inner: _Readable, budget: _Budget) -> BinaryIO:
 
 
 # zipfile raises BadZipFile for a bad CRC; zlib.error, EOFError and OSError come from damaged
-# or truncated compressed data; tarfile.ReadError from a truncated tar.
+# or truncated compressed data; tarfile.ReadError from a truncated tar; OverflowError from a
+# zip64 header offset too large to seek to.
 _READ_ERRORS = (
     zipfile.BadZipFile,
     tarfile.TarError,
@@ -199,6 +200,7 @@ _READ_ERRORS = (
     ValueError,
     struct.error,
     NotImplementedError,
+    OverflowError,
 )
 
 
@@ -282,7 +284,9 @@ def _check_zip_entry(info: zipfile.ZipInfo) -> None:
 
 
 def _is_zip_directory(info: zipfile.ZipInfo) -> bool:
-    return info.is_dir() or stat.S_ISDIR(info.external_attr >> 16)
+    # Not info.is_dir(): it reads the name's last character, and a name can be empty (zipfile
+    # also cuts it at a NUL byte), which raised IndexError instead of a refusal.
+    return info.filename.endswith("/") or stat.S_ISDIR(info.external_attr >> 16)
 
 
 def _zip_members(archive: zipfile.ZipFile, budget: _Budget) -> Iterator[tuple[Member, BinaryIO]]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from itertools import combinations, permutations
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, cast
 
 from pydicom import dcmread
 from pydicom.charset import decode_bytes
@@ -248,7 +248,7 @@ class _Parsed(NamedTuple):
 def _parse(stream: BinaryIO, tags: list[int]) -> _Parsed:
     """The elements in `tags` (pydicom skips the others), up to the pixel data."""
     try:
-        return _read_elements(stream, tags)
+        return _read_elements(_clamped(stream), tags)
     except RecursionError:
         raise DicomUnreadable(DicomProblem.TOO_DEEP) from None
     except EOFError:
@@ -262,6 +262,34 @@ def _parse(stream: BinaryIO, tags: list[int]) -> _Parsed:
             at_end = False
         problem = DicomProblem.TRUNCATED if at_end else DicomProblem.UNREADABLE
         raise DicomUnreadable(problem) from error
+
+
+# pydicom reads an element by asking for its declared length (inside sequence items even
+# when it skips long values elsewhere), and a buffered file allocates what a read asks for
+# before reading: a damaged length made a 2 KB file allocate 500 MB, and could ask for 4 GB.
+_CLAMP_READS_OVER = 64 * 1024
+
+
+class _ClampedReads:
+    """`stream` for pydicom, whose reads never ask for more than the stream still holds."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self._stream = stream
+        self._size = size
+        self.seek = stream.seek
+        self.tell = stream.tell
+
+    def read(self, size: int = -1) -> bytes:
+        if size > _CLAMP_READS_OVER:
+            size = max(0, min(size, self._size - self._stream.tell()))
+        return self._stream.read(size)
+
+
+def _clamped(stream: BinaryIO) -> BinaryIO:
+    if isinstance(stream, io.BytesIO):
+        return stream  # reading from memory allocates only what is there
+    size = _stream_size(stream)
+    return stream if size is None else cast(BinaryIO, _ClampedReads(stream, size))
 
 
 def _read_elements(stream: BinaryIO, tags: list[int]) -> _Parsed:
@@ -579,6 +607,9 @@ def _read_dicomdir(stream: BinaryIO) -> DicomDirIndex:
         raise DicomUnreadable(DicomProblem.TOO_DEEP) from None
     except Exception as error:
         raise DicomUnreadable(DicomProblem.UNREADABLE) from error
+    if not all(isinstance(record, Dataset) for record in records):
+        # Damaged into another VR than SQ, the value reads as text or bytes, not records.
+        raise DicomUnreadable(DicomProblem.UNREADABLE)
     referenced: dict[str, None] = {}  # ordered, without duplicates
     unsafe = studies = series = 0
     for record in records:

@@ -7,6 +7,9 @@ library: callback data, message length, rate limits. No platform library is impo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +30,10 @@ CHANNEL = "telegram"
 
 class FileTooBig(FileTooLarge):
     """The Bot API refused to hand over a file ("file is too big")."""
+
+
+class UnreadableUpdate(ValueError):
+    """A webhook body that is not an update we can read (answered 400, never retried)."""
 
 
 @dataclass(frozen=True)
@@ -192,9 +199,64 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
+# What reading a malformed body raises: json's errors (ValueError, and RecursionError for
+# deep nesting), aiogram's validation (ValueError), and python-telegram-bot's: it builds its
+# objects without checking types, so a field of the wrong type fails with whatever Python
+# raises first (AttributeError, TypeError; OverflowError or OSError for a date out of range).
+_MALFORMED = (
+    ValueError,
+    TypeError,
+    LookupError,
+    AttributeError,
+    OverflowError,
+    OSError,
+    RecursionError,
+)
+
+
+def read_update(client: TelegramClient, body: bytes) -> Incoming:
+    """A webhook body as an update; UnreadableUpdate when it is not one."""
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict):
+            return client.describe(client.parse_update(data))
+    except _MALFORMED as error:
+        raise UnreadableUpdate(type(error).__name__) from error
+    raise UnreadableUpdate("not a JSON object")
+
+
 def describe_update(update: Any) -> Incoming:
     """Both libraries model the Bot API's objects with the same field names, so one reading
     serves both adapters."""
+    incoming = _describe(update)
+    if incoming.inbound is None:
+        return incoming
+    return dataclasses.replace(incoming, inbound=_storable(incoming.inbound))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(inbound: Inbound) -> Inbound:
+    """JSON may escape half of a surrogate pair ("\\ud83d" with nothing after it); both
+    libraries keep it, and a string holding one cannot be written as UTF-8, so the update
+    could never be stored. It becomes U+FFFD, the replacement character."""
+    fields = inbound.model_dump()
+    cleaned = _without_lone_surrogates(fields)
+    return inbound if cleaned == fields else Inbound.model_validate(cleaned)
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {key: _without_lone_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_lone_surrogates(item) for item in value]
+    return value
+
+
+def _describe(update: Any) -> Incoming:
     if update.callback_query is not None:
         query = update.callback_query
         message = query.message

@@ -107,7 +107,9 @@ class WebhookCodec:
         if self.crypto is None:
             raise BadSignature("an encrypted message, but no WECHAT_ENCODING_AES_KEY")
         envelope = _parse_xml(body)
-        encrypted = str(envelope.get("Encrypt") or "")
+        encrypted = envelope.get("Encrypt")
+        if not isinstance(encrypted, str):  # absent, or elements inside (str() might recurse)
+            encrypted = ""
         expected = _sha1_signature(self.token, query["timestamp"], query["nonce"], encrypted)
         if not encrypted or not _same(query.get("msg_signature", ""), expected):
             raise BadSignature("msg_signature does not match")
@@ -145,6 +147,27 @@ def _parse_xml(body: bytes) -> dict[str, Any]:
     return data
 
 
+# The fields Huizhen reads or answers with. WeChat writes each as plain text; elements inside
+# one (or the same tag twice) would reach str() as a dict or a list, and when nested a few
+# thousand deep, str() exhausts the recursion limit.
+_TEXT_FIELDS = (
+    "ToUserName",
+    "FromUserName",
+    "CreateTime",
+    "MsgType",
+    "MsgId",
+    "Content",
+    "MediaId",
+    "Recognition",
+    "Title",
+    "Url",
+    "Event",
+    "EventKey",
+)
+# An openid, or the account's own id ("gh_…").
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def parse(xml: bytes) -> Any:
     """The wechatpy message or event object for a (decrypted) message body."""
     refuse_doctype(xml)
@@ -154,6 +177,14 @@ def parse(xml: bytes) -> Any:
         raise ValueError(type(error).__name__) from error
     if message is None or not getattr(message, "source", ""):
         raise ValueError("not a WeChat message")
+    fields = message._data
+    if not all(isinstance(fields.get(name) or "", str) for name in _TEXT_FIELDS):
+        raise ValueError("a field that is not text")
+    # The passive reply puts both ids in CDATA sections as they are: only ids as WeChat
+    # writes them keep its XML whole.
+    ids = (fields.get("FromUserName"), fields.get("ToUserName"))
+    if not all(_ID.fullmatch(value) for value in ids if value):
+        raise ValueError("not a WeChat id")
     return message
 
 
