@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from bot.config import Settings
 from handlers.analysis import StoreAccess
 from handlers.casework import Casework
+from handlers.data_rights import DataRights, Person
 from handlers.delivery import (
     CoordinatorSink,
     DeliveryReport,
@@ -30,7 +31,9 @@ from handlers.events import (
 )
 from handlers.ingest import Ingestor
 from handlers.pipeline import Pipeline
+from handlers.retention import Retention
 from handlers.worker import Worker
+from storage.audit import PSEUDONYM_KEY_FILE, AuditLog
 from storage.conversations import ConversationStore
 from storage.database import make_engine, prepare_schema, run_once
 from storage.documents import DocumentStore
@@ -58,6 +61,8 @@ class App:
     uploads: UploadStore
     worker: Worker
     casework: Casework
+    retention: Retention
+    rights: DataRights
 
     def announce_uploads(self, grant: UploadGrant, uploads: Sequence[UploadState]) -> None:
         """Files that arrived through the upload page enter the conversation like files sent
@@ -100,13 +105,14 @@ class App:
         return announced
 
     def scheduled_work(self) -> None:
-        """Reminders to patients and idle cases surfaced to coordinators: read from the
-        cases themselves, so a restart loses nothing and nothing is sent twice. With several
-        workers, one at a time does it."""
+        """Reminders to patients, idle cases surfaced to coordinators, and the retention rules
+        (handlers/retention.py): read from the rows themselves, so a restart loses nothing
+        and nothing is done twice. With several workers, one at a time does it."""
         with run_once(self.engine, "scheduled-work") as mine:
             if mine:
                 self.casework.remind(self.settings.reminder_days, self.settings.max_reminders)
                 self.casework.surface_idle(self.settings.idle_days)
+                self.retention.run()
 
     def close(self) -> None:
         self.worker.close()
@@ -153,6 +159,7 @@ def build_app(settings: Settings) -> App:
     engine = make_engine(settings.database_url)
     prepare_schema(engine)
     key = load_key(settings.file_encryption_key, settings.data_dir)
+    audit = AuditLog(engine, load_key(None, settings.data_dir, PSEUDONYM_KEY_FILE))
     old_keys = tuple(decode_key(old) for old in settings.file_encryption_old_keys)
     files_root = settings.data_dir / "files"
     files = FileStore(files_root, key, old_keys)
@@ -168,14 +175,47 @@ def build_app(settings: Settings) -> App:
         clock=lambda: datetime.now(UTC),
     )
     uploads = UploadStore(engine, settings.data_dir / "uploads", settings.case_quota_bytes)
+    upload_tokens = UploadTokens(engine)
     pipeline = Pipeline(
-        ConversationStore(engine),
+        ConversationStore(engine, audit),
         JobStore(engine),
         files,
         ingestor=ingestor,
         uploads=uploads,
         default_locale=settings.default_locale,
     )
+    rights = DataRights(
+        engine,
+        pipeline.jobs,
+        files,
+        documents,
+        uploads,
+        audit,
+        clock=lambda: datetime.now(UTC),
+        work_dir=settings.data_dir / "exports",
+        tokens=upload_tokens,
+        default_locale=settings.default_locale,
+    )
+    pipeline.data_rights = rights
+
+    def download_link(holder: str, person: Person, locale: str) -> tuple[str, int] | None:
+        """A private link to a patient's copy (bot/download_page.py), where there is a web
+        app to serve it."""
+        if settings.public_base_url is None:
+            return None
+        hours = settings.upload_link_hours
+        token = upload_tokens.issue(
+            case_id=holder,
+            channel=person.channel,
+            user_key=person.user_key,
+            chat_key=person.chat_key,
+            locale=locale,
+            now=datetime.now(UTC),
+            ttl=timedelta(hours=hours),
+        )
+        return f"{settings.public_base_url}/x/{token}", hours
+
+    rights.download_link = download_link
     return App(
         settings,
         engine,
@@ -183,7 +223,7 @@ def build_app(settings: Settings) -> App:
         OutboxStore(engine),
         CaseQueue(engine),
         documents,
-        UploadTokens(engine),
+        upload_tokens,
         uploads,
         worker,
         Casework(
@@ -192,9 +232,19 @@ def build_app(settings: Settings) -> App:
             files,
             documents,
             settings.coordinator_ids,
+            audit,
             clock=lambda: datetime.now(UTC),
             followup_questions=settings.followup_questions,
         ),
+        Retention(
+            engine,
+            rights,
+            clock=lambda: datetime.now(UTC),
+            draft_days=settings.retention_draft_days,
+            warning_days=settings.retention_warning_days,
+            closed_days=settings.retention_closed_days,
+        ),
+        rights,
     )
 
 

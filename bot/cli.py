@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
-from bot import queue_cli
+from bot import audit_cli, queue_cli
 from bot.app import build_app
 from bot.channels.console import ConsoleChannel, console_language_hint
 from bot.config import ConfigError, Settings, load_settings
+from bot.logs import configure_logging
 from storage.database import SchemaOutdated, make_engine, migrate
 from storage.files import CorruptFile
 
@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="talk to Huizhen in this terminal")
     chat.add_argument("--user", default="local", help="who you are, to keep separate chats")
     queue_cli.add_commands(commands.add_parser("queue", help="the coordinator queue"))
+    audit_cli.add_arguments(
+        commands.add_parser(
+            "audit", help="the audit log: views, exports, status changes and data rights"
+        )
+    )
     return parser
 
 
@@ -82,24 +87,18 @@ def _migrate(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # These libraries log each request's URL, and a Bot API URL contains the bot's token (a
-    # WeChat API URL its access token and a follower's openid).
-    for noisy in ("httpx", "httpcore", "aiogram", "telegram", "urllib3", "wechatpy"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # pydicom's warnings quote values from patients' files; aiohttp's access log would show
-    # upload-page paths, which carry the upload token.
-    for private in ("pydicom", "aiohttp.access"):
-        logging.getLogger(private).disabled = True
     try:
         settings = load_settings()
     except ConfigError as error:
         print(f"Huizhen cannot start: {error}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_level)
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "rotate-key":
         return _rotate_key(settings)
+    if args.command == "audit":
+        return audit_cli.run(settings, args)
     try:
         if args.command == "chat":
             return _chat(settings, args.user)

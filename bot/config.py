@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.logs import LEVELS
 from conversations.i18n import SUPPORTED_LOCALES
 from records.checklist import AREAS
 from storage.files import BadEncryptionKey, decode_key
@@ -69,6 +70,14 @@ class Settings:
     idle_days: int = 3
     # Questions a patient may ask about the opinion they received.
     followup_questions: int = 3
+    # An unfinished case untouched this many days is erased, after a warning this many days
+    # before; a patient whose cases all closed this many days ago is erased.
+    retention_draft_days: int = 90
+    retention_warning_days: int = 14
+    retention_closed_days: int = 730
+    # Our own log lines at this level and above (libraries that would log tokens or values
+    # stay at WARNING whatever it is).
+    log_level: str = "WARNING"
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -114,6 +123,10 @@ KNOWN_VARIABLES = frozenset(
         "MAX_REMINDERS",
         "IDLE_DAYS",
         "FOLLOWUP_QUESTIONS",
+        "RETENTION_DRAFT_DAYS",
+        "RETENTION_WARNING_DAYS",
+        "RETENTION_CLOSED_DAYS",
+        "LOG_LEVEL",
     }
 )
 
@@ -132,6 +145,7 @@ _OWN_PREFIXES = (
     "MAX_",
     "IDLE_",
     "FOLLOWUP_",
+    "RETENTION_",
 )
 
 
@@ -249,7 +263,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_reminders=_count(env, "MAX_REMINDERS", 2),
         idle_days=_positive(env, "IDLE_DAYS", 3),
         followup_questions=_count(env, "FOLLOWUP_QUESTIONS", 3),
+        retention_draft_days=_positive(env, "RETENTION_DRAFT_DAYS", 90),
+        retention_warning_days=_positive(env, "RETENTION_WARNING_DAYS", 14),
+        retention_closed_days=_positive(env, "RETENTION_CLOSED_DAYS", 730),
+        log_level=_log_level(env, "LOG_LEVEL"),
     )
+
+
+def _log_level(env: Mapping[str, str], name: str) -> str:
+    value = (_text(env, name) or "WARNING").upper()
+    if value not in LEVELS:
+        raise ConfigError(f"{name} must be one of {', '.join(LEVELS)}, got {value!r}")
+    return value
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:

@@ -49,7 +49,7 @@ def add_commands(queue: argparse.ArgumentParser) -> None:
     export.add_argument("reference")
     export.add_argument("--out", type=Path, required=True)
     commands.add_parser("remind", help="send due reminders and report idle cases, once")
-    for acting in (claim, request, status, translate, opinion, export):
+    for acting in (show, claim, request, status, translate, opinion, export):
         acting.add_argument("--as", dest="actor", default="", help="your coordinator id")
 
 
@@ -74,7 +74,7 @@ def _dispatch(app: App, args: argparse.Namespace) -> int:
     if command == "list":
         return _list(app, args.status)
     if command == "show":
-        return _show(app, args.reference)
+        return _show(app, args.reference, actor)
     if command == "claim":
         case = work.claim(args.reference, actor)
     elif command == "request":
@@ -110,8 +110,8 @@ def _list(app: App, status: str | None) -> int:
     return 0
 
 
-def _show(app: App, reference: str) -> int:
-    case = app.casework.case(reference)
+def _show(app: App, reference: str, actor: Actor) -> int:
+    case = app.casework.record_view(reference, actor)
     now = app.pipeline.clock()
     events = app.casework.events(case.id)
     print(render_card(case, now, events).text)
@@ -137,6 +137,8 @@ def _export(app: App, reference: str, out: Path, actor: Actor) -> int:
     work = app.casework
     work.authorise(actor, "export", reference)
     case = work.case(reference)
+    if case.status == "withdrawn":
+        raise CaseworkRefused("The patient withdrew consent: this case can no longer be exported.")
     written = write_package(
         case,
         app.documents.for_case(case.id),

@@ -16,8 +16,10 @@ from bot.channels.telegram_runtime import TelegramChannel
 from bot.channels.wechat_runtime import WEBHOOK_PATH as WECHAT_WEBHOOK_PATH
 from bot.channels.wechat_runtime import WeChatChannel
 from bot.config import Settings
+from bot.download_page import DownloadPage
 from bot.upload_page import UploadPage
 from bot.web import make_web_app
+from storage.database import serving
 from storage.uploads import UploadGrant, UploadState
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,17 @@ def telegram_client(settings: Settings) -> TelegramClient:
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     """Run the configured channels (Telegram by polling or webhook, WeChat by its webhook) and
     the one web app they share, until `stop` is set or a termination signal arrives."""
+
+    def free_left_claims() -> None:
+        # Messages and files a killed (or stopped) run had taken: nobody else holds them.
+        app.outbox.free_claims()
+        app.pipeline.jobs.free_claims()
+
+    with serving(app.engine, free_left_claims):
+        await _serve(app, stop)
+
+
+async def _serve(app: App, stop: asyncio.Event | None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -77,7 +90,8 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
 
     page = UploadPage(app.upload_tokens, app.uploads, announce)
     # No access log: upload-page paths carry the secret token.
-    runner = web.AppRunner(make_web_app(telegram, page, wechat=wechat), access_log=None)
+    web_app = make_web_app(telegram, page, wechat=wechat, downloads=DownloadPage(app.rights))
+    runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, app.settings.web_host, app.settings.web_port)
     await site.start()

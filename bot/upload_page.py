@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from conversations.i18n import N_, translator
+from handlers.data_rights import EXPORT_PREFIX
 from storage.uploads import (
     UploadGrant,
     UploadProblem,
@@ -58,6 +59,10 @@ NO_SPACE = N_(
     "There is not enough space left in your case for this file. Please tell us in the chat."
 )
 FINISHED = N_("We've told the chat what arrived; you can close this page.")
+STORE_FULL = N_(
+    "We couldn't store this file just now. Please keep this page open: sending continues by "
+    "itself in a little while."
+)
 
 # What the page's script shows, by key; passed to it translated, as JSON inside the page.
 SCRIPT_TEXTS = {
@@ -92,7 +97,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _secured(response: web.StreamResponse) -> web.StreamResponse:
+def secured(response: web.StreamResponse) -> web.StreamResponse:
     response.headers.update(SECURITY_HEADERS)
     return response
 
@@ -203,15 +208,15 @@ class UploadPage:
         if grant is None:
             locale = await asyncio.to_thread(self.tokens.locale_of, request.match_info["token"])
             page = render_invalid(locale or "en")
-            return _secured(web.Response(status=404, text=page, content_type="text/html"))
-        return _secured(web.Response(text=render_page(grant.locale), content_type="text/html"))
+            return secured(web.Response(status=404, text=page, content_type="text/html"))
+        return secured(web.Response(text=render_page(grant.locale), content_type="text/html"))
 
     async def list_files(self, request: web.Request) -> web.StreamResponse:
         grant = await self._grant(request)
         if grant is None:
             return await self._invalid(request)
         uploads = await asyncio.to_thread(self.store.uploads_of, grant.case_id)
-        return _secured(web.json_response({"files": [_state_json(u) for u in uploads]}))
+        return secured(web.json_response({"files": [_state_json(u) for u in uploads]}))
 
     async def begin(self, request: web.Request) -> web.StreamResponse:
         grant = await self._grant(request)
@@ -236,7 +241,7 @@ class UploadPage:
             )
         except UploadRefused as refused:
             return self._refused(refused, grant)
-        return _secured(web.json_response({**_state_json(state), "chunk_size": CHUNK_BYTES}))
+        return secured(web.json_response({**_state_json(state), "chunk_size": CHUNK_BYTES}))
 
     async def append(self, request: web.Request) -> web.StreamResponse:
         grant = await self._grant(request)
@@ -246,7 +251,7 @@ class UploadPage:
         if offset is None:
             return self._refused(UploadRefused(UploadProblem.BAD_REQUEST), grant)
         if (request.content_length or 0) > MAX_CHUNK_BYTES:
-            return _secured(web.json_response({"error": "chunk_too_large"}, status=413))
+            return secured(web.json_response({"error": "chunk_too_large"}, status=413))
         chunks = _capped(request, MAX_CHUNK_BYTES)
         upload_id = request.match_info["upload_id"]
         try:
@@ -256,10 +261,8 @@ class UploadPage:
         except OSError as error:
             # The page went away mid-chunk; what arrived is kept and it continues from there.
             log.info("an upload chunk was interrupted (%s)", type(error).__name__)
-            return _secured(web.json_response({"error": "interrupted"}, status=400))
-        return _secured(
-            web.json_response({"received": state.received, "complete": state.completed})
-        )
+            return secured(web.json_response({"error": "interrupted"}, status=400))
+        return secured(web.json_response({"received": state.received, "complete": state.completed}))
 
     async def done(self, request: web.Request) -> web.StreamResponse:
         """Tell the chat, once, about every file that arrived and was not announced yet."""
@@ -276,7 +279,7 @@ class UploadPage:
                 ids = [upload.id for upload in uploads]
                 await asyncio.to_thread(self.store.mark_announced, ids, self.clock())
         log.info("upload page announced %d files", len(uploads))
-        return _secured(web.json_response({"announced": len(uploads)}))
+        return secured(web.json_response({"announced": len(uploads)}))
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -288,27 +291,36 @@ class UploadPage:
 
     async def _grant(self, request: web.Request) -> UploadGrant | None:
         token = request.match_info["token"]
-        return await asyncio.to_thread(self.tokens.resolve, token, self.clock())
+        grant = await asyncio.to_thread(self.tokens.resolve, token, self.clock())
+        if grant is not None and grant.case_id.startswith(EXPORT_PREFIX):
+            return None  # a link to download a patient's copy (bot/download_page.py)
+        return grant
 
     async def _invalid(self, request: web.Request) -> web.StreamResponse:
         locale = await asyncio.to_thread(self.tokens.locale_of, request.match_info["token"])
         message = translator(locale or "en")(LINK_INVALID)
         body = {"error": "link_invalid", "message": message}
-        return _secured(web.json_response(body, status=404))
+        return secured(web.json_response(body, status=404))
 
     def _refused(self, refused: UploadRefused, grant: UploadGrant) -> web.StreamResponse:
         problem = refused.problem
         body: dict[str, Any] = {"error": problem.value}
         if problem is UploadProblem.TOO_LARGE:
             body["message"] = translator(grant.locale)(NO_SPACE)
-            return _secured(web.json_response(body, status=413))
+            return secured(web.json_response(body, status=413))
+        if problem is UploadProblem.NO_SPACE:
+            # 507 Insufficient Storage: the page shows the message and tries again later.
+            log.error("the disk is full: an upload-page chunk was not stored")
+            body["message"] = translator(grant.locale)(STORE_FULL)
+            body["received"] = refused.offset
+            return secured(web.json_response(body, status=507))
         if problem is UploadProblem.UNKNOWN_UPLOAD:
-            return _secured(web.json_response(body, status=404))
+            return secured(web.json_response(body, status=404))
         if problem in (UploadProblem.BAD_OFFSET, UploadProblem.ALREADY_COMPLETE):
             body["received"] = refused.offset
             body["complete"] = problem is UploadProblem.ALREADY_COMPLETE
-            return _secured(web.json_response(body, status=409))
-        return _secured(web.json_response(body, status=400))
+            return secured(web.json_response(body, status=409))
+        return secured(web.json_response(body, status=400))
 
 
 def add_upload_routes(app: web.Application, page: UploadPage) -> None:

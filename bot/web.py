@@ -1,18 +1,20 @@
-"""The one web app: the Telegram and WeChat webhooks, the upload page and a health check. A
-Telegram update is answered 200 only after it is stored, so Telegram resends it if we fail
-before that; WeChat's webhook (/wechat) has its own rules, in bot/channels/wechat_runtime.py."""
+"""The one web app: the Telegram and WeChat webhooks, the upload page, patients' download
+links for their copy, and health and metrics. A Telegram update is answered 200 only after it
+is stored, so Telegram resends it if we fail before that; WeChat's webhook (/wechat) has its
+own rules, in bot/channels/wechat_runtime.py."""
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 
 from aiohttp import web
 
 from bot.app import App
+from bot.channels.telegram_base import UnreadableUpdate, read_update
 from bot.channels.telegram_runtime import TelegramChannel
 from bot.channels.wechat_runtime import WeChatChannel, add_wechat_routes
+from bot.download_page import DownloadPage, add_download_routes
 from bot.observability import add_observability_routes
 from bot.upload_page import UploadPage, add_upload_routes
 
@@ -30,6 +32,7 @@ def make_web_app(
     uploads: UploadPage | None = None,
     core: App | None = None,
     wechat: WeChatChannel | None = None,
+    downloads: DownloadPage | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_UPDATE_BYTES)
     core = core or (telegram.app if telegram is not None else None)
@@ -45,6 +48,8 @@ def make_web_app(
         add_upload_routes(app, uploads)
     if wechat is not None:
         add_wechat_routes(app, wechat)
+    if downloads is not None:
+        add_download_routes(app, downloads)
     return app
 
 
@@ -61,11 +66,9 @@ async def _telegram_update(request: web.Request) -> web.Response:
         log.warning("refused a Telegram webhook call with a wrong secret")
         return web.Response(status=403, text="forbidden")
     try:
-        data = json.loads(await request.read())
-        update = channel.client.parse_update(data)
-        incoming = channel.client.describe(update)
-    except (ValueError, TypeError, KeyError) as error:
-        log.warning("unreadable Telegram update (%s)", type(error).__name__)
+        incoming = read_update(channel.client, await request.read())
+    except UnreadableUpdate as error:
+        log.warning("unreadable Telegram update (%s)", error)  # the cause's type, no content
         return web.Response(status=400, text="bad update")
     await channel.receive([incoming])
     return web.Response(status=200, text="ok")

@@ -47,6 +47,7 @@ STATUS_TEXTS = {
     "opinion_delivered": N_("The written opinion was sent to you here."),
     "closed": N_("Closed."),
     "declined": N_("Not taken forward."),
+    "withdrawn": N_("Stopped: you withdrew your consent."),
 }
 
 DECLINE_REASONS = {

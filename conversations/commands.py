@@ -1,9 +1,11 @@
-"""Commands that work at any step: /start, /help, /language, /back, /status, /restart, /newcase."""
+"""Commands that work at any step: /start, /help, /language, /back, /status, /restart, /newcase,
+and the data rights /withdraw, /export and /delete (conversations/data_rights.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from conversations import data_rights
 from conversations.case_progress import status_lines
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import (
@@ -33,6 +35,12 @@ HELP = N_(
     "In an emergency, call your local emergency number now (China 120, UK 999, US and Canada "
     "911, EU 112)."
 )
+DATA_HELP = N_(
+    "Your information is yours:\n"
+    "/export — get a copy of everything you gave me\n"
+    "/withdraw — withdraw your consent\n"
+    "/delete — erase everything"
+)
 
 # Step -> plain description for /status.
 STEP_DESCRIPTIONS: dict[str, str] = {
@@ -56,6 +64,8 @@ STEP_DESCRIPTIONS: dict[str, str] = {
     "readiness": N_("the records checklist"),
     "review": N_("the review"),
     "submitted": N_("submitted"),
+    "withdrawn": N_("consent withdrawn"),
+    "erasing": N_("erasing your information"),
 }
 
 
@@ -69,6 +79,8 @@ def run(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
         t = translator(state.locale)
         note = t("I don't know that command. Send /help to see what I can do.")
         return _show(state, [note])
+    if state.step == "erasing" and event.command.lower() not in ("help", "status", "language"):
+        return _show(state, [])  # the erasure is under way: nothing new starts meanwhile
     state.overlay = None
     return handler(state, event, ctx)
 
@@ -82,6 +94,8 @@ def _start(state: ConversationState, event: Inbound, ctx: Context) -> Transition
     payload = "".join(c for c in event.args if c.isalnum() or c in "-_")[:64]
     if payload and state.referral is None:
         state.referral = payload
+    if state.step == "withdrawn":
+        return begin_case(state, ctx)  # consent is asked again; the old answers stay unused
     if state.step == "declined":
         state.step = FIRST_STEP
         return _show(state, [])
@@ -93,7 +107,8 @@ def _start(state: ConversationState, event: Inbound, ctx: Context) -> Transition
 
 
 def _help(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
-    return _show(state, [translator(state.locale)(HELP)])
+    t = translator(state.locale)
+    return _show(state, [t(HELP) + "\n\n" + t(DATA_HELP)])
 
 
 def _language(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
@@ -158,7 +173,12 @@ def _newcase(state: ConversationState, event: Inbound, ctx: Context) -> Transiti
 
 
 def begin_case(state: ConversationState, ctx: Context) -> Transition:
-    """A fresh case for the same user: consents stay, answers of an unsubmitted draft go."""
+    """A fresh case for the same user: consents stay, answers of an unsubmitted draft go
+    (files it held stay stored under its id, remembered for a copy or an erasure)."""
+    submitted = {case.case_id for case in state.submitted}
+    old = state.draft.case_id
+    if old and old not in submitted and old not in state.earlier_drafts:
+        state.earlier_drafts.append(old)
     state.draft = IntakeDraft(case_id=ctx.new_id() if state.consented else None)
     state.history = []
     state.step = FIRST_STEP
@@ -172,6 +192,8 @@ def begin_case(state: ConversationState, ctx: Context) -> Transition:
 def overlay_choice(state: ConversationState, choice_id: str, ctx: Context) -> Transition | None:
     """Answer the language picker or a confirmation; None when the press is not for it."""
     overlay = state.overlay
+    if overlay in data_rights.ASKED_AGAIN and choice_id in ("confirm", "decline"):
+        return data_rights.consent_again(state, choice_id, ctx)
     if choice_id == "cancel":
         state.overlay = None
         return _show(state, [])
@@ -182,6 +204,8 @@ def overlay_choice(state: ConversationState, choice_id: str, ctx: Context) -> Tr
             return _switch_language(state, locale)
     if overlay in ("restart", "newcase") and choice_id == "confirm":
         return begin_case(state, ctx)
+    if overlay in ("withdraw", "export", "delete") and choice_id == "confirm":
+        return data_rights.confirmed(state, ctx)
     return None
 
 
@@ -193,6 +217,9 @@ _COMMANDS: dict[str, Callable[[ConversationState, Inbound, Context], Transition]
     "status": _status,
     "restart": _restart,
     "newcase": _newcase,
+    "withdraw": lambda state, event, ctx: data_rights.ask_withdraw(state, translator(state.locale)),
+    "export": lambda state, event, ctx: data_rights.ask_export(state),
+    "delete": lambda state, event, ctx: data_rights.ask_delete(state),
 }
 
 __all__ = ["Translator", "begin_case", "overlay_choice", "run"]

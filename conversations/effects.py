@@ -64,4 +64,30 @@ class FileSorted(BaseModel):
     item: str
 
 
-Effect = ConsentGiven | CaseSubmitted | IngestFile | NotifyCoordinators | FollowUpAsked | FileSorted
+class ConsentWithdrawn(BaseModel):
+    """Processing stops: consents are marked withdrawn, files not yet stored are dropped, and
+    coordinators stop work on the cases still open."""
+
+    kind: Literal["consent_withdrawn"] = "consent_withdrawn"
+    at: datetime
+    case_ids: list[str]
+
+
+class DataRightRequested(BaseModel):
+    """A copy of everything (export) or an erasure, done by a background job."""
+
+    kind: Literal["data_right"] = "data_right"
+    right: Literal["export", "erase"]
+    at: datetime
+
+
+Effect = (
+    ConsentGiven
+    | CaseSubmitted
+    | IngestFile
+    | NotifyCoordinators
+    | FollowUpAsked
+    | FileSorted
+    | ConsentWithdrawn
+    | DataRightRequested
+)

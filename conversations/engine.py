@@ -6,7 +6,7 @@ a file or a network, so random event sequences can drive it in tests.
 
 from __future__ import annotations
 
-from conversations import case_progress, commands, file_feedback
+from conversations import case_progress, commands, data_rights, file_feedback
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import Translator, negotiate, translator
 from conversations.redflags import is_red_flag
@@ -75,6 +75,10 @@ def _handle(
         return _system(state, event, t)
     if event.kind == InboundKind.TEXT and is_red_flag(event.text):
         return _pause_for_emergency(state, event.text)
+    outdated = data_rights.outdated_consent(state)
+    if outdated and not (event.kind == InboundKind.CHOICE and state.overlay == outdated):
+        # Nothing more is done with their information until they agree to the new text.
+        return data_rights.ask_consent_again(state, outdated)
     if event.kind == InboundKind.CHOICE:
         return _choice(state, event, ctx, t)
     if event.kind == InboundKind.TEXT and state.followup_case and event.text.strip():

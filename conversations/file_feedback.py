@@ -114,6 +114,10 @@ FILE_PROBLEMS = {
     "too_large": N_("{name} is larger than I can take, so I didn't keep it."),
     "unreadable": N_("Sorry, I couldn't save {name}. Please try sending it again."),
     "unreachable": N_("Sorry, I couldn't save {name}. Please try sending it again."),
+    "no_space": N_(
+        "Sorry, I couldn't store {name} just now, so I didn't keep it. Please send it again a "
+        "little later; your other files and answers are safe."
+    ),
     "duplicate": N_("You already sent {name} earlier (as {earlier}), so I kept just one copy."),
     "not_checked": N_(
         "{name} took too long to check, so I stopped. I kept it for a coordinator to look at."

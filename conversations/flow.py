@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conversations.step import Step
-from conversations.steps import case_details, fit, people, records, review, screening
+from conversations.steps import case_details, fit, people, privacy, records, review, screening
 
 STEPS: dict[str, Step] = {
     step.id: step
@@ -16,6 +16,7 @@ STEPS: dict[str, Step] = {
         *case_details.STEPS,
         *records.STEPS,
         *review.STEPS,
+        *privacy.STEPS,
     )
 }
 
@@ -23,7 +24,16 @@ FIRST_STEP = "emergency"
 
 # Steps before consent: they take buttons only, and nothing they see is kept.
 BEFORE_CONSENT = frozenset(
-    {"emergency", "emergency_paused", "about", "consent_health", "consent_transfer", "declined"}
+    {
+        "emergency",
+        "emergency_paused",
+        "about",
+        "consent_health",
+        "consent_transfer",
+        "declined",
+        "withdrawn",
+        "erasing",
+    }
 )
 
 # Section of each step, in order, so the review can send a patient back to one part.
@@ -38,6 +48,9 @@ COMMAND_EDGES: tuple[tuple[str, str, str], ...] = (
     ("any_step", "red flag in a text", "emergency_paused"),
     ("any_step", "/restart or /newcase", "emergency"),
     ("any_step", "/back", "previous_step"),
+    ("any_step", "/withdraw", "withdrawn"),
+    ("any_step", "/delete", "erasing"),
+    ("withdrawn", "/start", "emergency"),
 )
 
 

@@ -108,7 +108,16 @@ class SubmittedCase(BaseModel):
     followups_left: int = 0
 
 
-Overlay = Literal["language", "restart", "newcase"]
+Overlay = Literal[
+    "language",
+    "restart",
+    "newcase",
+    "withdraw",
+    "export",
+    "delete",
+    "consent_health_again",
+    "consent_transfer_again",
+]
 
 
 class ConversationState(BaseModel):
@@ -133,6 +142,11 @@ class ConversationState(BaseModel):
     referral: str | None = None
     # The submitted case whose follow-up question the patient is typing.
     followup_case: str | None = None
+    # Unsubmitted cases the patient started again from (/restart, /newcase): files they held
+    # are still stored under these ids until the patient is erased.
+    earlier_drafts: list[str] = Field(default_factory=list)
+    # When the patient was told their unfinished case would be erased (handlers/retention.py).
+    retention_warned_at: datetime | None = None
 
     @property
     def consented(self) -> bool:

@@ -11,6 +11,7 @@ from conversations.i18n import N_, SUPPORTED_LOCALES, Translator, language_name,
 from conversations.state import ConversationState
 from conversations.step import Outcome
 from conversations.steps.records import current_item
+from conversations.steps.screening import CONSENT_HEALTH_PROMPT, CONSENT_TRANSFER_PROMPT
 from handlers.events import Option, Outbound, UploadLinkRequest
 
 # Steps whose entry and exit are not part of the /back history.
@@ -97,7 +98,37 @@ OVERLAY_PROMPTS = {
         "Start a new case? The case you are preparing has not been submitted, and its answers "
         "will be cleared."
     ),
+    "withdraw": N_(
+        "Withdraw your consent? I will stop processing your health information, and "
+        "coordinators will stop work on any case you submitted. What is already stored is kept "
+        "safely until you delete it. You can give your consent again later."
+    ),
+    "export": N_(
+        "Would you like a copy of everything you have given me, and everything made from it? "
+        "I'll send it here as one zip file."
+    ),
+    "delete": N_(
+        "Delete everything? Your answers, your files and any case you submitted will be erased "
+        "for good, and coordinators will stop work on them. This can't be undone.\n\nIf you "
+        "would like a copy first, choose No and send /export."
+    ),
 }
+
+OVERLAY_PROMPTS["consent_health_again"] = CONSENT_HEALTH_PROMPT
+OVERLAY_PROMPTS["consent_transfer_again"] = CONSENT_TRANSFER_PROMPT
+
+# The confirmation's two buttons: (yes, no).
+OVERLAY_BUTTONS = {
+    "restart": (N_("Yes, start again"), N_("No, keep my answers")),
+    "newcase": (N_("Yes, start a new case"), N_("No, keep my answers")),
+    "withdraw": (N_("Yes, withdraw my consent"), N_("No, carry on")),
+    "export": (N_("Yes, send me a copy"), N_("Cancel")),
+    "delete": (N_("Yes, delete everything"), N_("No, keep my data")),
+    "consent_health_again": (N_("I agree"), N_("I don't agree")),
+    "consent_transfer_again": (N_("I agree"), N_("I don't agree")),
+}
+# Not agreeing to a consent asked again is an answer, not a cancellation.
+_NO_IDS = {"consent_health_again": "decline", "consent_transfer_again": "decline"}
 
 
 def overlay_prompt(state: ConversationState, t: Translator) -> str:
@@ -110,8 +141,9 @@ def overlay_options(state: ConversationState, t: Translator) -> tuple[Option, ..
             Option(id=f"lang:{code}", label=language_name(code)) for code in SUPPORTED_LOCALES
         )
         return (*languages, Option(id="cancel", label=t("Cancel")))
-    confirm = t("Yes, start a new case") if state.overlay == "newcase" else t("Yes, start again")
+    overlay = state.overlay or "restart"
+    confirm, cancel = OVERLAY_BUTTONS[overlay]
     return (
-        Option(id="confirm", label=confirm),
-        Option(id="cancel", label=t("No, keep my answers")),
+        Option(id="confirm", label=t(confirm)),
+        Option(id=_NO_IDS.get(overlay, "cancel"), label=t(cancel)),
     )

@@ -71,16 +71,16 @@ def write_package(
     try:
         with os.fdopen(handle, "wb") as raw:
             with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
-                moment = _zip_time(now)
-                _put(archive, "summary.pdf", pdf, moment, zipfile.ZIP_STORED)
-                _put(archive, "summary.html", render_html(summary).encode(), moment)
+                moment = zip_time(now)
+                put_bytes(archive, "summary.pdf", pdf, moment, zipfile.ZIP_STORED)
+                put_bytes(archive, "summary.html", render_html(summary).encode(), moment)
                 case_json = case_document(case, documents, summary, names, translations, now)
-                _put(archive, "case.json", _json(case_json), moment)
-                _put(archive, "documents.csv", documents_csv(case, documents, names), moment)
-                _put(archive, "dicom_studies.csv", studies_csv(summary), moment)
+                put_bytes(archive, "case.json", json_bytes(case_json), moment)
+                put_bytes(archive, "documents.csv", documents_csv(case, documents, names), moment)
+                put_bytes(archive, "dicom_studies.csv", studies_csv(summary), moment)
                 for row in documents:
                     if row.file_id in names:
-                        _copy(archive, files, row, names[row.file_id])
+                        copy_stored(archive, files, row, names[row.file_id])
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(temp_name, target)
@@ -292,20 +292,20 @@ def _cell(value: object) -> object:
     return value
 
 
-def _json(document: Mapping[str, object]) -> bytes:
+def json_bytes(document: Mapping[str, object]) -> bytes:
     return json.dumps(document, ensure_ascii=False, indent=2).encode()
 
 
 # --- writing the zip ---------------------------------------------------------------------
 
 
-def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
+def zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
     """Zip dates start in 1980."""
     moment = max(moment.replace(tzinfo=None), datetime(1980, 1, 1))
     return (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
 
 
-def _put(
+def put_bytes(
     archive: zipfile.ZipFile,
     name: str,
     data: bytes,
@@ -318,9 +318,9 @@ def _put(
     archive.writestr(info, data)
 
 
-def _copy(archive: zipfile.ZipFile, files: FileStore, row: DocumentRow, name: str) -> None:
+def copy_stored(archive: zipfile.ZipFile, files: FileStore, row: DocumentRow, name: str) -> None:
     """Stream one stored file into the zip, checking it is the content that was recorded."""
-    info = zipfile.ZipInfo(name, date_time=_zip_time(row.stored_at))
+    info = zipfile.ZipInfo(name, date_time=zip_time(row.stored_at))
     info.compress_type = zipfile.ZIP_STORED if row.kind in STORED_KINDS else zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
     # The expected size lets zipfile switch to zip64 for files over 2 GiB.

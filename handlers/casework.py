@@ -24,6 +24,7 @@ from conversations.i18n import N_, bilingual
 from handlers.events import CoordinatorNotice, Inbound, InboundKind
 from handlers.pipeline import Pipeline
 from records.checklist import ITEMS
+from storage.audit import AuditLog
 from storage.documents import DocumentRow, DocumentStore
 from storage.files import FileStore
 from storage.models import Case, CaseEvent, CoordinatorAction, Outbox, SectionTranslation
@@ -40,6 +41,7 @@ STATUSES = (
     "opinion_delivered",
     "closed",
     "declined",
+    "withdrawn",
 )
 
 
@@ -54,11 +56,13 @@ MOVES: dict[str, frozenset[str]] = {
     "opinion_delivered": frozenset({"in_review", "closed"}),
     "closed": frozenset({"in_review"}),
     "declined": frozenset({"in_review"}),
+    # The patient withdrew consent: nothing more may be done with the case.
+    "withdrawn": frozenset(),
 }
 
 # Statuses waiting on the patient or on the specialists are not idle when quiet for days.
 IDLE_FACTOR = {"waiting_for_patient": 3, "sent_to_specialist": 5}
-QUIET_STATUSES = frozenset({"opinion_delivered", "closed", "declined"})
+QUIET_STATUSES = frozenset({"opinion_delivered", "closed", "declined", "withdrawn"})
 
 
 class CaseworkRefused(Exception):
@@ -85,10 +89,12 @@ class Casework:
         files: FileStore,
         documents: DocumentStore,
         coordinator_ids: frozenset[str],
+        audit: AuditLog,
         clock: Callable[[], datetime],
         followup_questions: int = 3,
     ) -> None:
         self.engine = engine
+        self.audit = audit
         self.pipeline = pipeline
         self.files = files
         self.documents = documents
@@ -255,13 +261,40 @@ class Casework:
                 row.text, row.translator, row.at = text, actor.label, now
             session.add(row)
             session.add(self._event(case, actor, "translation", details={"section": section}))
+            self._audit(session, actor, "translation", case.reference, {"section": section})
             session.commit()
 
     def record_export(self, reference: str, out: Path, actor: Actor) -> None:
         case = self.case(reference)
         with Session(self.engine) as session:
             session.add(self._event(case, actor, "export", details={"file": out.name}))
+            self._audit(session, actor, "export", case.reference)
             session.commit()
+
+    def record_view(self, reference: str, actor: Actor) -> Case:
+        """A coordinator read the whole case (`huizhen queue show`): audited."""
+        case = self.case(reference)
+        with Session(self.engine) as session:
+            self._audit(session, actor, "view", case.reference)
+            session.commit()
+        return case
+
+    def _audit(
+        self,
+        session: Session,
+        actor: Actor,
+        action: str,
+        reference: str,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        self.audit.append(
+            session.connection(),
+            at=self.clock(),
+            actor=actor.label,
+            action=action,
+            subject=reference,
+            details=details,
+        )
 
     # --- scheduled: reminders and idle cases ---------------------------------------------
 
@@ -348,6 +381,13 @@ class Casework:
                 to_status=status,
                 note=note,
                 details={**(details or {}), **({"reason": reason} if reason else {})},
+            )
+            self._audit(
+                session,
+                actor,
+                "status",
+                fresh.reference,
+                {"from": fresh.status, "to": status, "kind": kind},
             )
             fresh.status = status
             fresh.status_changed_at = now

@@ -33,6 +33,7 @@ STATUS_LABELS = {
     "opinion_delivered": N_("opinion delivered"),
     "closed": N_("closed"),
     "declined": N_("declined"),
+    "withdrawn": N_("consent withdrawn by the patient"),
 }
 
 # Buttons per status: (action, target status or "", label).

@@ -208,6 +208,7 @@ class _Round:
         # Marked at once: a crash after this point cannot send the message a second time.
         await asyncio.to_thread(outbox.mark_sent, [message.id], clock())
         DELIVERIES.labels(message.channel, "sent").inc()
+        log.debug("message delivered", extra={"outbox_id": message.id, "channel": message.channel})
         self.sent += 1
         return True
 

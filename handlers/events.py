@@ -115,3 +115,5 @@ class CoordinatorNotice(BaseModel):
     case_id: str
     case_ref: str
     text: str
+    # The case's card, when the case itself is gone (erased): the card is replaced by `text`.
+    card_ref: str = ""

@@ -28,12 +28,13 @@ from handlers.analysis import (
     analyse,
     make_previews,
 )
+from handlers.events import UPLOAD_SOURCE
 from handlers.worker import Worker, WorkerFailed
 from records.classify import FileKind
 from records.dicom import DicomInstance, StudySummary, flags, summarize
 from records.report import FileCheck, FilesReport, FlagLine, StudyLine
 from storage.documents import DocumentRow, DocumentStore
-from storage.files import MAX_FILE_BYTES, FileStore, FileTooLarge
+from storage.files import MAX_FILE_BYTES, FileStore, FileTooLarge, out_of_space
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ Progress = Callable[[int, int], None]
 
 class PassingFault(Exception):
     """The file could not be fetched this time (the network); the job is tried again."""
+
+
+class StoreFull(Exception):
+    """The disk is full, and the file waits safely where it is (the upload page's spool, which
+    the patient cannot send it through again): its job waits for space, however long."""
 
 
 def instance_json(instance: DicomInstance) -> str:
@@ -99,7 +105,8 @@ class Ingestor:
     def store_and_check(
         self, effect: IngestFile, opener: Opener, progress: Progress, batch: Batch
     ) -> None:
-        """One file: raises PassingFault when fetching it failed for a reason that may pass."""
+        """One file: raises PassingFault when fetching it failed for a reason that may pass,
+        StoreFull when an upload-page file found the disk full."""
         file = effect.file
         check = FileCheck(file_id=effect.file_id, name=file.name)
         left = self.quota_bytes - self.documents.bytes_used(effect.case_id)
@@ -113,15 +120,19 @@ class Ingestor:
             problem = "quota" if left < MAX_FILE_BYTES else "too_large"
             batch.checks.append(check.model_copy(update={"problem": problem, "kept": False}))
             return
-        except (OSError, ValueError) as error:
+        except Exception as error:
+            if out_of_space(error):
+                self._out_of_space(effect, batch, check)
+                return
+            if not isinstance(error, OSError | ValueError):
+                log.warning("fetching a file failed (%s)", type(error).__name__)
+                raise PassingFault(type(error).__name__) from error
             # Never the file's name in a log line: it can say what the illness is.
             log.warning("a file could not be read from its channel (%s)", type(error).__name__)
             batch.checks.append(check.model_copy(update={"problem": "unreadable", "kept": False}))
             return
-        except Exception as error:
-            log.warning("fetching a file failed (%s)", type(error).__name__)
-            raise PassingFault(type(error).__name__) from error
-        earlier = self.documents.names_with(effect.case_id, stored.sha256) or [
+        # A job run again after a crash finds the row its first run wrote: not a duplicate.
+        earlier = self.documents.names_with(effect.case_id, stored.sha256, effect.file_id) or [
             row.original_name
             for row in batch.new_rows
             if row.sha256 == stored.sha256 and row.case_id == effect.case_id
@@ -134,6 +145,12 @@ class Ingestor:
             request = AnalysisRequest(self.store_access, stored.sha256, stored.size, left)
             analysis = self.worker.call(analyse, request, progress)
         except WorkerFailed as failure:
+            if failure.reason == "no_space":
+                # Unpacking an archive filled the disk (the worker removed what it added).
+                if stored.created:
+                    self.files.delete(stored.sha256)
+                self._out_of_space(effect, batch, check)
+                return
             log.warning("a file could not be checked (%s)", failure.reason)
             analysis = Analysis(
                 kind=FileKind.UNKNOWN.value,
@@ -143,6 +160,27 @@ class Ingestor:
         batch.checks.append(
             self._record(effect, stored.sha256, stored.size, stored.created, analysis, batch)
         )
+        log.info(
+            "file stored",
+            extra={
+                "kind": analysis.kind,
+                "bytes": stored.size,
+                "entries": len(analysis.entries),
+                "problem": analysis.problem or None,
+            },
+        )
+
+    def _out_of_space(self, effect: IngestFile, batch: Batch, check: FileCheck) -> None:
+        """Nothing of the file is kept (put() removed its partial copy). A chat file is sent
+        again by the patient, who is told so; an upload-page file waits in its spool."""
+        upload = effect.file.source.startswith(UPLOAD_SOURCE)
+        log.error(
+            "the disk is full: a file could not be stored",
+            extra={"case_id": effect.case_id, "waits_in_spool": upload},
+        )
+        if upload:
+            raise StoreFull()
+        batch.checks.append(check.model_copy(update={"problem": "no_space", "kept": False}))
 
     def _record(
         self,

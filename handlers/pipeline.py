@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, Protocol
 
 from conversations import engine
-from conversations.effects import IngestFile
+from conversations.effects import DataRightRequested, IngestFile
 from conversations.i18n import translator
 from conversations.state import ConversationKey, ConversationState
 from conversations.step import Context
 from conversations.transition import Transition
 from handlers.delivery import FileOpener
 from handlers.events import UPLOAD_SOURCE, Inbound, InboundKind, Outbound
-from handlers.ingest import Batch, Ingestor, PassingFault
+from handlers.ingest import Batch, Ingestor, PassingFault, StoreFull
 from handlers.metrics import UPDATE_SECONDS, UPDATES
 from records.report import FileCheck
 from storage.conversations import ConversationStore
@@ -43,6 +44,10 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+class DataRightsRunner(Protocol):
+    def run_pending(self) -> int: ...
+
+
 class Pipeline:
     def __init__(
         self,
@@ -63,6 +68,10 @@ class Pipeline:
         # Called (from a worker thread) when a message was queued outside an update: a
         # progress message; channels set it to wake their delivery loop.
         self.wake: Callable[[], None] | None = None
+        # Copies and erasures the conversations ask for (handlers/data_rights.py), run with
+        # the file jobs; and how a channel hears that such a job is waiting (any thread).
+        self.data_rights: DataRightsRunner | None = None
+        self.jobs_queued: Callable[[], None] | None = None
         self._running = threading.Lock()
         # Jobs another worker took are left to it for this long (a whole batch's checking).
         self.job_lease_seconds = 3600
@@ -70,8 +79,9 @@ class Pipeline:
         self.clock = clock
         self.new_id = new_id
 
-    def handle(self, inbound: Inbound) -> Transition | None:
-        """Apply one update exactly once. None for an update key seen before."""
+    def handle(self, inbound: Inbound, settles: Sequence[int] = ()) -> Transition | None:
+        """Apply one update exactly once. None for an update key seen before. `settles`:
+        the jobs it reports on, marked done with it (see ConversationStore.process)."""
         now = self.clock()
         context = Context(now=now, new_id=self.new_id)
 
@@ -81,39 +91,71 @@ class Pipeline:
 
         started = time.perf_counter()
         try:
-            transition = self.store.process(inbound, now, apply)
+            transition = self.store.process(inbound, now, apply, settles)
         except Exception:
             UPDATES.labels(inbound.channel, "failed").inc()
             raise
         UPDATE_SECONDS.labels(inbound.channel).observe(time.perf_counter() - started)
         UPDATES.labels(inbound.channel, "duplicate" if transition is None else "handled").inc()
+        # Kinds, step names and counts only: never what was said or sent.
+        log.debug(
+            "update handled",
+            extra={
+                "channel": inbound.channel,
+                "kind": str(inbound.kind),
+                "duplicate": transition is None,
+                "step": transition.state.step if transition else None,
+                "replies": len(transition.replies) if transition else 0,
+                "effects": len(transition.effects) if transition else 0,
+            },
+        )
+        asked = transition is not None and any(
+            isinstance(effect, DataRightRequested) for effect in transition.effects
+        )
+        if asked and self.jobs_queued is not None:
+            self.jobs_queued()
         return transition
 
     def state_of(self, key: ConversationKey) -> ConversationState | None:
         return self.store.load(key)
 
     def run_jobs(self, openers: Mapping[str, FileOpener]) -> int:
-        """Store and check the files conversations accepted, one conversation's batch at a
-        time, and report each batch back to its conversation. Returns the jobs finished."""
-        if self.ingestor is None or not self._running.acquire(blocking=False):
+        """Store and check the files conversations accepted, then make the copies and
+        erasures patients asked for. Returns the jobs finished."""
+        if not self._running.acquire(blocking=False):
             return 0  # another thread is at it; it loops until nothing is left
         try:
-            done = 0
-            while True:
-                lease = timedelta(seconds=self.job_lease_seconds)
-                claimed = self.jobs.claim(self.clock(), lease)
-                pending = [job for job in claimed if self._opener(job, openers)]
-                self.jobs.release([job.id for job in claimed if job not in pending])
-                if not pending:
-                    return done
-                finished = 0
-                for group in _by_conversation(pending).values():
-                    finished += self._run_batch(group, openers)
-                done += finished
-                if finished == 0:
-                    return done  # only passing faults: tried again on the next round
+            done = self._run_file_jobs(openers) if self.ingestor is not None else 0
+            if self.data_rights is not None:
+                done += self.data_rights.run_pending()
+            return done
         finally:
             self._running.release()
+
+    def _run_file_jobs(self, openers: Mapping[str, FileOpener]) -> int:
+        """Store and check the files conversations accepted, one conversation's batch at a
+        time, and report each batch back to its conversation."""
+        done = 0
+        while True:
+            lease = timedelta(seconds=self.job_lease_seconds)
+            claimed = self.jobs.claim(self.clock(), lease, ("ingest_file",))
+            pending = [job for job in claimed if self._opener(job, openers)]
+            self.jobs.release([job.id for job in claimed if job not in pending])
+            if not pending:
+                return done
+            finished = 0
+            try:
+                for group in _by_conversation(pending).values():
+                    finished += self._run_batch(group, openers)
+            except Exception:
+                # The database failed (a full disk, a lost connection): what was not done
+                # is free again for the next try, not held for the whole lease.
+                with contextlib.suppress(Exception):
+                    self.jobs.release([job.id for job in pending])
+                raise
+            done += finished
+            if finished == 0:
+                return done  # only passing faults: tried again on the next round
 
     def _opener(self, job: PendingJob, openers: Mapping[str, FileOpener]) -> FileOpener | None:
         effect = IngestFile.model_validate_json(job.payload_json)
@@ -143,6 +185,10 @@ class Pipeline:
 
             try:
                 self.ingestor.store_and_check(effect, open_file, on_progress, batch)
+            except StoreFull:
+                # Kept in the upload spool, taken again once there is room; no attempt counted.
+                self.jobs.release([job.id])
+                continue
             except PassingFault:
                 self.jobs.mark_attempt(job.id)
                 if job.attempts + 1 < MAX_ATTEMPTS:
@@ -170,11 +216,12 @@ class Pipeline:
                 update_key=f"files:{finished[0].id}:{finished[-1].id}",
                 kind=InboundKind.SYSTEM,
                 system={"event": "files_checked", "report": report.model_dump_json()},
-            )
+            ),
+            # Done in the report's own transaction: a crash in between used to leave the jobs
+            # open, and a rerun batch with a later file (another update key) reported the
+            # same files to the patient again.
+            settles=[job.id for job in finished],
         )
-        now = self.clock()
-        for job in finished:
-            self.jobs.mark_done(job.id, now)
         progress.finish(sum(check.members or 1 for check in batch.checks))
         return len(finished)
 

@@ -18,6 +18,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
+from storage.files import out_of_space
+
 log = logging.getLogger(__name__)
 
 Request = TypeVar("Request")
@@ -26,7 +28,8 @@ Progress = Callable[[int, int], None]
 
 
 class WorkerFailed(Exception):
-    """The work could not be done: `reason` is "timeout", "memory", "crashed" or an error name."""
+    """The work could not be done: `reason` is "timeout", "memory", "crashed", "no_space" (the
+    disk is full) or an error name."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -72,7 +75,7 @@ def _serve(conn: Connection, memory_mb: int) -> None:
         except RecursionError:
             conn.send(("error", "recursion"))
         except Exception as error:  # reported by name only: never a file's content
-            conn.send(("error", type(error).__name__))
+            conn.send(("error", "no_space" if out_of_space(error) else type(error).__name__))
 
 
 class Worker:

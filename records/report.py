@@ -16,7 +16,8 @@ class FileCheck(BaseModel):
     kind: str = ""  # records.classify.FileKind value
     # Why it could not be kept or used ("" when all is well). Archive and DICOM problems use
     # their own codes; also "duplicate", "executable", "empty", "quota", "unreachable",
-    # "not_checked" (the check ran out of time or memory; the file itself is kept).
+    # "no_space" (the disk was full; nothing kept), "not_checked" (the check ran out of time
+    # or memory; the file itself is kept).
     problem: str = ""
     kept: bool = True
     duplicate_of: str = ""

@@ -6,7 +6,7 @@ parameters; the same statements serve SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,15 +16,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from conversations.effects import (
     CaseSubmitted,
     ConsentGiven,
+    ConsentWithdrawn,
+    DataRightRequested,
     Effect,
     FileSorted,
     FollowUpAsked,
     IngestFile,
     NotifyCoordinators,
 )
+from conversations.i18n import N_, bilingual
 from conversations.state import ConversationKey, ConversationState
 from conversations.transition import Transition
-from handlers.events import Inbound, Outbound
+from handlers.events import CoordinatorNotice, Inbound, Outbound
+from storage.audit import AuditLog
 from storage.database import reader
 from storage.models import (
     Case,
@@ -38,6 +42,9 @@ from storage.models import (
 )
 
 CASE_STATUS_SUBMITTED = "submitted"
+CASE_STATUS_WITHDRAWN = "withdrawn"
+# Coordinators have finished with a case in these: a withdrawal leaves it as it is.
+FINISHED_STATUSES = ("opinion_delivered", "closed", "declined", CASE_STATUS_WITHDRAWN)
 
 _conversation = Conversation.__table__  # type: ignore[attr-defined]
 _processed = ProcessedUpdate.__table__  # type: ignore[attr-defined]
@@ -51,9 +58,22 @@ _document = Document.__table__  # type: ignore[attr-defined]
 Apply = Callable[[ConversationState | None], Transition]
 
 
+def _for_coordinators(channel: str, notice: CoordinatorNotice, now: datetime) -> dict[str, Any]:
+    """An outbox row for the coordinators' chat."""
+    return {
+        "channel": channel,
+        "chat_key": "",
+        "audience": "coordinators",
+        "payload_json": notice.model_dump_json(),
+        "created_at": now,
+        "attempts": 0,
+    }
+
+
 class ConversationStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit: AuditLog) -> None:
         self.engine = engine
+        self.audit = audit
         self._reader = reader(engine)  # built once: it is a new engine object per call
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._record_update = (
@@ -81,9 +101,15 @@ class ConversationStore:
             .with_for_update()
         )
 
-    def process(self, inbound: Inbound, now: datetime, apply: Apply) -> Transition | None:
-        """Run one inbound in one transaction. None when the update was seen before."""
+    def process(
+        self, inbound: Inbound, now: datetime, apply: Apply, settles: Sequence[int] = ()
+    ) -> Transition | None:
+        """Run one inbound in one transaction. None when the update was seen before.
+        `settles`: jobs this inbound reports on (a batch of checked files), marked done in
+        the same transaction, so a crash cannot leave them to be reported a second time."""
         with self.engine.begin() as conn:
+            if settles:
+                conn.execute(update(_job).where(_job.c.id.in_(list(settles))).values(done_at=now))
             first = conn.execute(
                 self._record_update,
                 {"channel": inbound.channel, "update_key": inbound.update_key, "processed_at": now},
@@ -95,6 +121,13 @@ class ConversationStore:
             transition = apply(state)
             self._write(conn, key, inbound.chat_key, transition, now, created=state is None)
             return transition
+
+    def first_time(self, channel: str, update_key: str, now: datetime) -> bool:
+        """Record an update that is not a conversation's (a coordinator's press); False when
+        it was seen before, so a platform's redelivery has no second effect."""
+        with self.engine.begin() as conn:
+            values = {"channel": channel, "update_key": update_key, "processed_at": now}
+            return conn.execute(self._record_update, values).first() is not None
 
     def load(self, key: ConversationKey) -> ConversationState | None:
         with self._reader.connect() as conn:
@@ -168,8 +201,17 @@ class ConversationStore:
         """Carry out effects inside the transaction; return the outbox rows they add."""
         outbox_rows: list[dict[str, Any]] = []
         who = {"channel": key.channel, "user_key": key.user_key}
+        person = self.audit.pseudonym(key.channel, key.user_key)
         for effect in effects:
             if isinstance(effect, ConsentGiven):
+                self.audit.append(
+                    conn,
+                    at=effect.given_at,
+                    actor="patient",
+                    action="consent_given",
+                    subject=person,
+                    details={"scope": effect.scope, "version": effect.version},
+                )
                 conn.execute(
                     _consent.insert(),
                     {
@@ -198,6 +240,14 @@ class ConversationStore:
                         "status_changed_at": now,
                     },
                 )
+                self.audit.append(
+                    conn,
+                    at=now,
+                    actor="patient",
+                    action="status",
+                    subject=effect.reference,
+                    details={"from": "", "to": CASE_STATUS_SUBMITTED, "person": person},
+                )
             elif isinstance(effect, IngestFile):
                 conn.execute(
                     _job.insert(),
@@ -211,18 +261,25 @@ class ConversationStore:
                     },
                 )
             elif isinstance(effect, NotifyCoordinators):
-                outbox_rows.append(
-                    {
-                        "channel": key.channel,
-                        "chat_key": "",
-                        "audience": "coordinators",
-                        "payload_json": effect.notice.model_dump_json(),
-                        "created_at": now,
-                        "attempts": 0,
-                    }
-                )
+                outbox_rows.append(_for_coordinators(key.channel, effect.notice, now))
             elif isinstance(effect, FollowUpAsked):
                 self._follow_up(conn, effect)
+            elif isinstance(effect, ConsentWithdrawn):
+                outbox_rows += self._withdraw(conn, key, person, effect)
+            elif isinstance(effect, DataRightRequested):
+                conn.execute(
+                    _job.insert(),
+                    {
+                        **who,
+                        "kind": effect.right,
+                        "chat_key": chat_key,
+                        "payload_json": effect.model_dump_json(),
+                        "created_at": now,
+                        "attempts": 0,
+                    },
+                )
+                action = "export_requested" if effect.right == "export" else "erasure_requested"
+                self.audit.append(conn, at=now, actor="patient", action=action, subject=person)
             elif isinstance(effect, FileSorted):
                 conn.execute(
                     update(_document)
@@ -234,14 +291,93 @@ class ConversationStore:
                 )
         return outbox_rows
 
-    @staticmethod
-    def _follow_up(conn: Connection, effect: FollowUpAsked) -> None:
+    def _withdraw(
+        self, conn: Connection, key: ConversationKey, person: str, effect: ConsentWithdrawn
+    ) -> list[dict[str, Any]]:
+        """Processing stops in this transaction: consents marked withdrawn, files not yet
+        stored dropped, open cases stopped with coordinators told. Returns their notices."""
+        mine = (_consent.c.channel == key.channel) & (_consent.c.user_key == key.user_key)
+        conn.execute(
+            update(_consent)
+            .where(mine & _consent.c.withdrawn_at.is_(None))
+            .values(withdrawn_at=effect.at)
+        )
+        conn.execute(
+            update(_job)
+            .where(
+                (_job.c.channel == key.channel)
+                & (_job.c.user_key == key.user_key)
+                & (_job.c.kind == "ingest_file")
+                & _job.c.done_at.is_(None)
+            )
+            .values(done_at=effect.at)
+        )
+        self.audit.append(
+            conn, at=effect.at, actor="patient", action="consent_withdrawn", subject=person
+        )
+        notices = []
+        for case_id in effect.case_ids:
+            found = conn.execute(
+                select(_case.c.status, _case.c.reference).where(_case.c.id == case_id)
+            ).first()
+            if found is None or found.status in FINISHED_STATUSES:
+                continue
+            conn.execute(
+                update(_case)
+                .where(_case.c.id == case_id)
+                .values(
+                    status=CASE_STATUS_WITHDRAWN,
+                    status_changed_at=effect.at,
+                    updated_at=effect.at,
+                    card_mode="",
+                    card_picks_json="[]",
+                )
+            )
+            conn.execute(
+                _case_event.insert(),
+                {
+                    "case_id": case_id,
+                    "at": effect.at,
+                    "actor": "patient",
+                    "kind": "withdrawn",
+                    "from_status": found.status,
+                    "to_status": CASE_STATUS_WITHDRAWN,
+                    "note": "",
+                    "details_json": "{}",
+                },
+            )
+            self.audit.append(
+                conn,
+                at=effect.at,
+                actor="patient",
+                action="status",
+                subject=found.reference,
+                details={"from": found.status, "to": CASE_STATUS_WITHDRAWN, "person": person},
+            )
+            text = bilingual(
+                N_("The patient withdrew consent for case {reference}: please stop work on it."),
+                reference=found.reference,
+            )
+            notice = CoordinatorNotice(case_id=case_id, case_ref=found.reference, text=text)
+            notices.append(_for_coordinators(key.channel, notice, effect.at))
+        return notices
+
+    def _follow_up(self, conn: Connection, effect: FollowUpAsked) -> None:
         """The question joins the case's history and the case returns to the queue."""
-        current = conn.execute(
-            select(_case.c.status).where(_case.c.id == effect.case_id)
-        ).scalar_one_or_none()
-        if current is None:
+        found = conn.execute(
+            select(_case.c.status, _case.c.reference).where(_case.c.id == effect.case_id)
+        ).first()
+        if found is None:
             return
+        current = found.status
+        self.audit.append(
+            conn,
+            at=effect.asked_at,
+            actor="patient",
+            action="status",
+            subject=found.reference,
+            details={"from": current, "to": "in_review", "kind": "follow_up"},
+        )
         conn.execute(
             _case_event.insert(),
             {

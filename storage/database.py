@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,9 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, not left readable in free pages: an
+        # erasure must leave no trace in the file (handlers/data_rights.py).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -84,6 +89,36 @@ def run_once(engine: Engine, name: str) -> Iterator[bool]:
             if got:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 connection.commit()
+
+
+@contextmanager
+def serving(engine: Engine, free_left_claims: Callable[[], None]) -> Iterator[None]:
+    """Held by a process that serves the database (`huizhen run`) for as long as it runs.
+    The first to start while no other serves it calls `free_left_claims` before anything
+    else: every claim in the outbox and the job table was then left by a process that is
+    gone (killed, or stopped in mid-round), so a restarted bot answers at once instead of
+    after the leases (two minutes for messages, an hour for files).
+
+    SQLite: a shared flock on a file beside the database; the kernel drops it when the
+    process dies, SIGKILL included. A starting process that can take it exclusively is
+    alone; it frees the claims before it shares the lock, so it holds none of its own yet.
+    PostgreSQL workers may run on several machines: there the leases decide, as before."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    handle = os.open(f"{database}-serving", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another process serves it: its claims are its own
+        else:
+            free_left_claims()
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(handle)  # and the lock with it
 
 
 MIGRATIONS = Path(__file__).with_name("migrations")

@@ -70,10 +70,14 @@ class DocumentStore:
                 conn.execute(select(func.coalesce(func.sum(distinct.c.size), 0))).scalar_one()
             )
 
-    def names_with(self, case_id: str, sha256: str) -> list[str]:
-        """Names under which this case already holds this content (a file sent twice)."""
+    def names_with(self, case_id: str, sha256: str, other_than: str = "") -> list[str]:
+        """Names under which this case already holds this content (a file sent twice).
+        `other_than`: the file being checked, whose own row an earlier attempt (cut short
+        by a crash before its report) may have written: that is not a second copy."""
         query = select(_document.c.original_name).where(
-            _document.c.case_id == case_id, _document.c.sha256 == sha256
+            _document.c.case_id == case_id,
+            _document.c.sha256 == sha256,
+            _document.c.file_id != other_than,
         )
         with self._reader.connect() as conn:
             return [row[0] for row in conn.execute(query).all()]

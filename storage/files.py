@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import hashlib
 import io
 import logging
@@ -51,6 +52,17 @@ class BadEncryptionKey(ValueError):
     """FILE_ENCRYPTION_KEY (or the key file) is not a 32-byte key."""
 
 
+def out_of_space(error: BaseException | None) -> bool:
+    """The disk (or the user's quota on it) is full: not the file's fault, and it passes once
+    space is freed. A library may wrap the OSError in its own error: its causes are read too."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
 @dataclass(frozen=True)
 class StoredFile:
     sha256: str
@@ -59,12 +71,12 @@ class StoredFile:
     created: bool = True
 
 
-def load_key(configured: str | None, data_dir: Path) -> bytes:
+def load_key(configured: str | None, data_dir: Path, file_name: str = KEY_FILE_NAME) -> bytes:
     """The key from the setting, or the one generated on first start into the data folder,
     readable by the owner only."""
     if configured:
         return decode_key(configured)
-    path = data_dir / KEY_FILE_NAME
+    path = data_dir / file_name
     data_dir.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         _create_key_file(path)

@@ -50,13 +50,20 @@ class JobStore:
         with self._reader.connect() as conn:
             return [PendingJob(*row) for row in conn.execute(query).all()]
 
-    def claim(self, now: datetime, lease: timedelta, limit: int = 50) -> list[PendingJob]:
-        """Take pending jobs for this worker until `now + lease`; rows another worker is
-        taking are skipped (SKIP LOCKED on PostgreSQL; SQLite serialises writers)."""
+    def claim(
+        self, now: datetime, lease: timedelta, kinds: tuple[str, ...], limit: int = 50
+    ) -> list[PendingJob]:
+        """Take pending jobs of these kinds for this worker until `now + lease`; rows another
+        worker is taking are skipped (SKIP LOCKED on PostgreSQL; SQLite serialises writers)."""
         free = (_job.c.claimed_until.is_(None)) | (_job.c.claimed_until < now)
         query = (
             select(*_PENDING_COLUMNS)
-            .where(_job.c.done_at.is_(None), _job.c.attempts < MAX_ATTEMPTS, free)
+            .where(
+                _job.c.done_at.is_(None),
+                _job.c.attempts < MAX_ATTEMPTS,
+                free,
+                _job.c.kind.in_(kinds),
+            )
             .order_by(_job.c.id)
             .limit(limit)
         )
@@ -77,6 +84,15 @@ class JobStore:
         if ids:
             with self.engine.begin() as conn:
                 conn.execute(update(_job).where(_job.c.id.in_(ids)).values(claimed_until=None))
+
+    def free_claims(self) -> None:
+        """Unfinished jobs held by no one any more (see storage.database.serving)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_job)
+                .where(_job.c.done_at.is_(None), _job.c.claimed_until.is_not(None))
+                .values(claimed_until=None)
+            )
 
     def mark_done(self, job_id: int, at: datetime) -> None:
         with self.engine.begin() as conn:

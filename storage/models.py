@@ -147,6 +147,27 @@ class ConsentRecord(SQLModel, table=True):
     scope: str
     version: str
     given_at: datetime
+    # Set when the patient withdrew this consent (/withdraw); a new consent is a new row.
+    withdrawn_at: datetime | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only: every coordinator view, export and status change, and every data right a
+    patient exercised. Entries name cases by reference and patients by a pseudonym (an HMAC
+    of their account), never by name, and carry no health data, so they outlive an erasure.
+    Each entry's hash covers the one before it: a changed or removed entry breaks the chain
+    (`huizhen audit --verify`); the database refuses updates and deletes (migration 0004)."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str
+    action: str
+    subject: str = Field(index=True)
+    details_json: str = "{}"
+    previous_hash: str
+    entry_hash: str
 
 
 class Job(SQLModel, table=True):

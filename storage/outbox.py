@@ -131,6 +131,17 @@ class OutboxStore:
                     update(_outbox).where(_outbox.c.id.in_(ids)).values(claimed_until=until)
                 )
 
+    def free_claims(self) -> None:
+        """Unsent messages held by no one any more (see storage.database.serving): free for
+        the next round. A wait the platform asked for ends too; if it still holds, the
+        platform says so again."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_outbox)
+                .where(_outbox.c.sent_at.is_(None), _outbox.c.claimed_until.is_not(None))
+                .values(claimed_until=None)
+            )
+
     def take_for_chat(self, channel: str, chat_key: str, at: datetime) -> list[PendingMessage]:
         """Every reply still pending for one chat, marked sent in the same transaction: for a
         channel that answers in the HTTP response itself (WeChat's passive reply)."""

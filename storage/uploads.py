@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from handlers.events import UPLOAD_SOURCE
 from storage.database import reader
+from storage.files import out_of_space
 from storage.models import Upload, UploadToken
 
 _token = UploadToken.__table__  # type: ignore[attr-defined]
@@ -136,6 +137,7 @@ class UploadProblem(StrEnum):
     UNKNOWN_UPLOAD = "unknown_upload"
     ALREADY_COMPLETE = "already_complete"
     BAD_REQUEST = "bad_request"
+    NO_SPACE = "no_space"  # the disk is full: the chunk is dropped, to be sent again later
 
 
 class UploadRefused(Exception):
@@ -305,6 +307,14 @@ class UploadStore:
         except UploadRefused:
             await asyncio.to_thread(part.abandon)
             raise
+        except OSError as error:
+            if not out_of_space(error):
+                self._settle(part, now)
+                raise
+            # Cut back to where the chunk began: nothing half-written takes the space the disk
+            # lacks, and the row (unchanged) tells the page where to go on from.
+            await asyncio.to_thread(part.abandon)
+            raise UploadRefused(UploadProblem.NO_SPACE, offset=part.start) from error
         except BaseException:
             # Settled here, not in a thread: a cancelled task must not wait on anything more.
             self._settle(part, now)

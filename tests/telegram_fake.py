@@ -29,11 +29,12 @@ import contextlib
 import itertools
 import json
 import mimetypes
+import random
 import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -145,7 +146,9 @@ class Call:
     uploads: dict[str, Upload] = field(default_factory=dict)
     status: int = 0
     response: JSONDict = field(default_factory=dict)
-    faulted: bool = False  # answered by fail_next
+    faulted: bool = False  # answered by fail_next or random_faults
+    token: str = ""  # the token it was made with
+    dropped: bool = False  # carried out, then the connection was closed unanswered
 
     @property
     def ok(self) -> bool:
@@ -192,6 +195,10 @@ class Sent:
     message: JSONDict  # the Message the fake answered with
     file: FileEntry | None = None
     time: float = field(default_factory=time.time)
+    # False when the call was carried out but never answered (drop_answers): the bot could
+    # not know that Telegram had taken it.
+    acknowledged: bool = True
+    token: str = ""  # the token the call was made with (see add_token)
 
     @property
     def plain_text(self) -> str | None:
@@ -593,6 +600,8 @@ class FakeBotApi:
         """`local_files`: behave like a Bot API server started with --local, which hands
         files over as absolute paths in a folder it shares with the bot (up to 2 GB)."""
         self.token = token
+        # More tokens of the same bot (add_token): a test tells its bot processes apart.
+        self.tokens = {token}
         self.local_files = local_files
         head = token.split(":", 1)[0]
         self.bot_id = int(head) if head.isdigit() else 123456
@@ -623,6 +632,9 @@ class FakeBotApi:
         self._chat_usernames: dict[str, int] = {}
         self._callback_ids: set[str] = set()
         self._faults: dict[str, deque[_Fault]] = {}
+        self._random_faults: dict[str, tuple[float, tuple[_Fault, ...]]] = {}
+        self._drops: dict[str, float] = {}
+        self._random = random.Random(0)
         self._next_update_id = 1
         self._last_queued_id = 0
         self._counter = itertools.count(1)
@@ -753,6 +765,44 @@ class FakeBotApi:
         queue = self._faults.setdefault(method.lower(), deque())
         for _ in range(times):
             queue.append(_Fault(status, retry_after, description, raw_body))
+
+    def random_faults(
+        self,
+        methods: Iterable[str],
+        share: float,
+        *,
+        statuses: Iterable[int] = (429, 500, 502),
+        retry_after: int = 1,
+        seed: int = 0,
+    ) -> None:
+        """From now on a random `share` of the calls of `methods` fail, as a busy or broken
+        Telegram answers: each with one of `statuses` (a 429 says retry_after; a 502 is
+        sometimes the HTML page a proxy sends), and none of them is carried out."""
+        self._random.seed(seed)
+        faults = []
+        for status in statuses:
+            faults.append(_Fault(status, retry_after, None, None))
+            if status == 502:
+                page = "<html><head><title>502 Bad Gateway</title></head></html>"
+                faults.append(_Fault(status, retry_after, None, page))
+        for method in methods:
+            self._random_faults[method.lower()] = (share, tuple(faults))
+
+    def add_token(self, token: str) -> None:
+        """Accept another token for the same bot (same id before the colon): each process a
+        test starts can then be told apart in `calls` and `records`, even when what a killed
+        one sent is read only after the next has started."""
+        if token.split(":", 1)[0] != self.token.split(":", 1)[0]:
+            raise ValueError("a token of another bot")
+        self.tokens.add(token)
+
+    def drop_answers(self, methods: Iterable[str], share: float, *, seed: int = 0) -> None:
+        """From now on a random `share` of the calls of `methods` are carried out (the message
+        is in the chat) and then the connection is closed without an answer, as when the
+        network fails on the way back: the bot cannot tell whether Telegram took it."""
+        self._random.seed(seed)
+        for method in methods:
+            self._drops[method.lower()] = share
 
     def sent(self, chat_id: int | str | None = None) -> list[Sent]:
         """Successful sendMessage/sendDocument/sendPhoto/editMessageText records, in order."""
@@ -1132,10 +1182,12 @@ class FakeBotApi:
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
         name = request.match_info["method"]
-        call = Call(method=name, http_method=request.method, encoding="none", time=time.time())
+        call = Call(
+            method=name, http_method=request.method, encoding="none", time=time.time(), token=token
+        )
         self.calls.append(call)
         try:
-            if token != self.token:
+            if token not in self.tokens:
                 raise ApiError(401, "Unauthorized")
             found = self._handlers.get(name.lower())
             if found is None or "/" in name:
@@ -1147,14 +1199,30 @@ class FakeBotApi:
             if faults:
                 call.faulted = True
                 return self._fault_response(call, faults.popleft())
+            share, chosen = self._random_faults.get(canonical.lower(), (0.0, ()))
+            if chosen and self._random.random() < share:
+                call.faulted = True
+                return self._fault_response(call, self._random.choice(chosen))
+            recorded = len(self.records)
             result = handler(_Request(canonical, call.params, call.uploads))
             if asyncio.iscoroutine(result):
                 result = await result
+            for record in self.records[recorded:]:
+                record.token = token
         except ApiError as error:
             call.status, call.response = error.status, error.body()
             self._notify()
             return web.json_response(call.response, status=error.status)
         call.status, call.response = 200, {"ok": True, "result": result}
+        drop = self._drops.get(canonical.lower(), 0.0)
+        if drop and self._random.random() < drop:
+            call.dropped = True
+            for record in self.records[recorded:]:
+                record.acknowledged = False
+            self._notify()
+            assert request.transport is not None
+            request.transport.abort()  # no answer: the client sees the connection reset
+            raise web.HTTPException()  # never sent: the connection is gone
         self._notify()
         return web.json_response(call.response)
 
@@ -1183,7 +1251,7 @@ class FakeBotApi:
         return web.json_response(call.response, status=error.status)
 
     async def _handle_file(self, request: web.Request) -> web.StreamResponse:
-        if request.match_info["token"] != self.token:
+        if request.match_info["token"] not in self.tokens:
             return web.json_response(ApiError(401, "Unauthorized").body(), status=401)
         entry = self._files_by_path.get(request.match_info["path"])
         if entry is None or entry.too_big:

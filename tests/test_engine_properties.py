@@ -39,7 +39,13 @@ from sqlalchemy import func, select
 from bot.app import build_app
 from bot.config import load_settings
 from conversations import engine
-from conversations.effects import CaseSubmitted, ConsentGiven, IngestFile, NotifyCoordinators
+from conversations.effects import (
+    CaseSubmitted,
+    ConsentGiven,
+    DataRightRequested,
+    IngestFile,
+    NotifyCoordinators,
+)
 from conversations.engine import handle
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import SUPPORTED_LOCALES, translator
@@ -73,9 +79,15 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("status", ""),
     ("restart", ""),
     ("newcase", ""),
+    ("withdraw", ""),
+    ("export", ""),
+    ("delete", ""),
     ("Back", ""),
     ("frobnicate", ""),
 )
+# The database machine keeps its own account of consents, cases and jobs per user; copies and
+# erasures (which rewrite all three) have their own tests in tests/test_data_rights.py.
+PIPELINE_COMMANDS = tuple(c for c in COMMANDS if c[0] not in ("withdraw", "export", "delete"))
 DIAGNOSES = (
     "liver cancer, about 4 cm, doctors suggest surgery",
     "肝癌，约4厘米，医生建议手术",
@@ -251,16 +263,22 @@ def check_transition(
             state.step == "records_upload" and current_item(state) is not None
         )
 
-    # Consent comes before any health data, and before any effect but the consent itself.
+    # Consent comes before any health data, and before any effect but the consent itself (a
+    # copy or an erasure may be asked for at any time).
     was_consented = before is not None and before.consented
     if not was_consented:
         kinds = [type(e).__name__ for e in transition.effects]
-        assert all(isinstance(e, ConsentGiven) for e in transition.effects), kinds
+        allowed = (ConsentGiven, DataRightRequested)
+        assert all(isinstance(e, allowed) for e in transition.effects), kinds
     if not state.consented:
-        assert state.draft == IntakeDraft(), f"health data before consent: {state.draft!r}"
+        stopped = ("withdrawn", "erasing")
+        if state.step not in stopped and state.paused_step not in stopped:
+            # After a withdrawal the answers stay stored (for a copy, or until erased), unused.
+            assert state.draft == IntakeDraft(), f"health data before consent: {state.draft!r}"
         assert state.paused_text is None
         assert state.step in BEFORE_CONSENT, state.step
-        assert not state.submitted
+        # Cases submitted before a withdrawal stay listed, stopped.
+        assert all(case.status == "withdrawn" for case in state.submitted)
     else:
         assert state.draft.case_id is not None
 
@@ -280,7 +298,9 @@ def check_transition(
     # A submission keeps every answer; the list of submitted cases only grows.
     before_submitted = before.submitted if before is not None else []
     submissions = [e for e in transition.effects if isinstance(e, CaseSubmitted)]
-    assert state.submitted[: len(before_submitted)] == before_submitted
+    # (A withdrawal changes their status, nothing else.)
+    ids = [(case.case_id, case.reference) for case in state.submitted]
+    assert ids[: len(before_submitted)] == [(c.case_id, c.reference) for c in before_submitted]
     assert len(state.submitted) == len(before_submitted) + len(submissions)
     assert len(submissions) <= 1
     for effect in submissions:
@@ -337,8 +357,10 @@ def cooperative_move(state: ConversationState | None, pick: Pick) -> dict[str, A
         return press("continue")
     if step in ("consent_health", "consent_transfer"):
         return press("agree")
-    if step == "declined":
+    if step in ("declined", "withdrawn"):
         return command("start")
+    if step == "erasing":
+        return command("help")  # the erasure job ends this conversation; nothing to answer
     if step == "stopped":
         return command("start")
     if step == "relationship":
@@ -707,7 +729,7 @@ class PipelineMachine(RuleBasedStateMachine):
         if transition.replies:
             self.replies[user] = transition.replies[-1]
 
-    @rule(user=st.sampled_from(USERS), command=st.sampled_from(COMMANDS))
+    @rule(user=st.sampled_from(USERS), command=st.sampled_from(PIPELINE_COMMANDS))
     def command(self, user: str, command: tuple[str, str]) -> None:
         self.send(user, kind=InboundKind.COMMAND, command=command[0], args=command[1])
 

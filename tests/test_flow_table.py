@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conversations.flow import DIAGRAM_PATH, STEPS, mermaid
+from conversations.flow import COMMAND_EDGES, DIAGRAM_PATH, STEPS, mermaid
 
 
 def test_the_flow_diagram_matches_the_step_table() -> None:
@@ -18,9 +18,11 @@ def test_every_declared_edge_leads_to_a_step() -> None:
 
 
 def test_every_step_can_be_reached_from_the_first() -> None:
+    """By answers, or by a command that works at any step (/withdraw, /delete)."""
+    from_anywhere = [target for source, _, target in COMMAND_EDGES if source == "any_step"]
     reached, frontier = {"emergency"}, ["emergency"]
     while frontier:
-        for target in STEPS[frontier.pop()].edges:
+        for target in (*STEPS[frontier.pop()].edges, *from_anywhere):
             if target in STEPS and target not in reached:
                 reached.add(target)
                 frontier.append(target)

@@ -7,13 +7,15 @@ from tests.conftest import Chat
 from tests.test_intake_transcripts import consent, through_fit
 
 
-def to_review(chat: Chat) -> str:
+def to_review(
+    chat: Chat, diagnosis: str = "Lumbar disc herniation L4-L5, a fusion operation is proposed"
+) -> str:
     consent(chat)
     chat.press("For me")
     through_fit(chat, ("Doctors disagree",), ("No", "Yes", "Yes", "No", "No", "Not sure yet"))
     chat.press("Continue")
     chat.press("Spine, bones and joints")
-    chat.say("Lumbar disc herniation L4-L5, a fusion operation is proposed")
+    chat.say(diagnosis)
     for _ in range(3):
         chat.press(chat.buttons[0])
     chat.press("Done")

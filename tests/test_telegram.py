@@ -138,7 +138,12 @@ async def consent(patient: Patient) -> None:
     await patient.press("I agree")
 
 
-async def through_to_records(patient: Patient) -> None:
+async def through_to_records(
+    patient: Patient,
+    diagnosis: str = "Liver cancer, 4 cm, surgery proposed",
+    own_question: str | None = None,
+    timeline: str = "March 2024: tiredness\n2024-05-10: CT scan shows a liver lesion",
+) -> None:
     await consent(patient)
     await patient.press("For me")
     await patient.press("A new or serious diagnosis")
@@ -148,11 +153,13 @@ async def through_to_records(patient: Patient) -> None:
     await patient.press("Continue")
     await patient.press("Cancer or a tumour")
     await patient.press("Liver, bile duct")
-    await patient.say("Liver cancer, 4 cm, surgery proposed")
+    await patient.say(diagnosis)
     for label in ("Should the pathology", "Is the stage right", "Is the planned order"):
         await patient.press(label)
+    if own_question is not None:
+        await patient.say(own_question)
     await patient.press("Done")
-    await patient.say("March 2024: tiredness\n2024-05-10: CT scan shows a liver lesion")
+    await patient.say(timeline)
     await patient.press("Done")
 
 

@@ -11,6 +11,7 @@ import shutil
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,10 +117,10 @@ def _in_loop(loop: asyncio.AbstractEventLoop, work: Awaitable[Any]) -> Any:
     return future.result(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    _require_browser()
-    settings = load_settings({"DATA_DIR": str(tmp_path_factory.mktemp("data"))})
+@contextmanager
+def serving(data_dir: Path) -> Iterator[Server]:
+    """The upload routes of an app on `data_dir`, served from a thread with its own loop."""
+    settings = load_settings({"DATA_DIR": str(data_dir)})
     app = build_app(settings)
     running = Server(
         UploadTokens(app.engine),
@@ -138,16 +139,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         return port
 
     running.port = _in_loop(loop, start())
-    yield running
-    _in_loop(loop, runner.cleanup())
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=10)
-    app.engine.dispose()
+    try:
+        yield running
+    finally:
+        _in_loop(loop, runner.cleanup())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        app.close()
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     _require_browser()
+    with serving(tmp_path_factory.mktemp("data")) as running:
+        yield running
+
+
+@contextmanager
+def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
+    """Debian's headless Chromium through its own driver, with a fresh profile."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in (
@@ -161,13 +171,22 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
         "--disable-component-update",
         "--disable-sync",
         "--window-size=1000,1000",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(argument)
     # The driver's path is given, so Selenium Manager never looks for (or downloads) one.
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    _require_browser()
+    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
+        yield driver
 
 
 def _state(browser: webdriver.Chrome) -> str:

@@ -17,7 +17,7 @@ from bot.config import Settings, load_settings
 from bot.upload_page import UploadPage
 from bot.web import make_web_app
 from storage.uploads import UploadGrant, UploadState
-from tests.conftest import make_chat
+from tests.conftest import Chat, make_chat
 from tests.dicom_factory import write_series
 from tests.test_records_chat import documents, to_imaging
 
@@ -27,6 +27,14 @@ def _app(settings: Settings) -> App:
     return build_app(load_settings({**env, "PUBLIC_BASE_URL": "https://huizhen.example"}))
 
 
+def upload_link_path(chat: Chat) -> tuple[str, str]:
+    """Ask for the upload link in the chat: (its path on the web app, the reply)."""
+    reply = chat.press("Big files or a disc: get an upload link")
+    found = re.search(r"https://huizhen\.example(/u/[\w-]+)", reply)
+    assert found is not None
+    return found.group(1), reply
+
+
 def test_files_sent_on_the_upload_page_reach_the_case_and_the_chat(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -34,11 +42,10 @@ def test_files_sent_on_the_upload_page_reach_the_case_and_the_chat(
     try:
         chat = make_chat(app)
         to_imaging(chat)
-        reply = chat.press("Big files or a disc: get an upload link")
-        found = re.search(r"https://huizhen\.example(/u/[\w-]+)", reply)
-        assert found is not None and "valid for 24 hours" in reply
+        link, reply = upload_link_path(chat)
+        assert "valid for 24 hours" in reply
         series = write_series(tmp_path / "CD" / "DICOM", count=5)
-        asyncio.run(_upload(app, chat.channel, found.group(1), series, tmp_path / "CD"))
+        asyncio.run(_upload(app, chat.channel, link, series, tmp_path / "CD"))
         screen = chat.transcript[-1] + chat.screen.getvalue()[-3000:]
         assert "Received 5 files." not in screen  # five files are listed by name
         assert "Received: IM00001" in screen
@@ -60,11 +67,8 @@ def test_files_whose_page_closed_before_done_reach_the_chat_after_a_quiet_while(
     try:
         chat = make_chat(app)
         to_imaging(chat)
-        reply = chat.press("Big files or a disc: get an upload link")
-        found = re.search(r"https://huizhen\.example(/u/[\w-]+)", reply)
-        assert found is not None
+        link, _ = upload_link_path(chat)
         series = write_series(tmp_path / "CD" / "DICOM", count=3)
-        link = found.group(1)
         asyncio.run(_upload(app, chat.channel, link, series, tmp_path / "CD", done=False))
         assert not app.sweep_uploads(CHANNEL)  # still within the quiet period
         assert not any(d.kind == "dicom" for d in documents(app))

@@ -47,6 +47,9 @@ COMMANDS = (
     ("help", N_("What I can do")),
     ("restart", N_("Start again")),
     ("newcase", N_("Start another case")),
+    ("export", N_("Get a copy of my data")),
+    ("withdraw", N_("Withdraw my consent")),
+    ("delete", N_("Erase all my data")),
 )
 
 
@@ -93,8 +96,13 @@ class TelegramChannel:
         def wake() -> None:
             loop.call_soon_threadsafe(self._wake.set)
 
+        def jobs_queued() -> None:
+            loop.call_soon_threadsafe(self._files_waiting.set)
+
         # Progress messages are queued from the worker thread that checks files.
         self.app.pipeline.wake = wake
+        # A copy or an erasure asked for (from the thread that stored the update).
+        self.app.pipeline.jobs_queued = jobs_queued
         self._wake.set()  # whatever a previous run left in the outbox goes out now
         self._files_waiting.set()  # and files a previous run had not finished are checked
 
@@ -183,8 +191,14 @@ class TelegramChannel:
             if item.inbound is not None and self._is_coordinator_chat(item.inbound):
                 await self._coordinator_action(item)
             elif item.callback_query_id:
-                # Every press is answered, so no button keeps spinning.
-                await self.client.answer_callback(item.callback_query_id, None)
+                # Every press is answered, so no button keeps spinning. Best effort: the update
+                # is stored, and a failed answer (a 429, a 5xx) used to send the whole batch
+                # round again unacknowledged; with many presses per batch, polling then stalled
+                # at 100 unconfirmed updates and newer messages were never fetched.
+                try:
+                    await self.client.answer_callback(item.callback_query_id, None)
+                except Exception as error:
+                    log.warning("a button press was not answered (%s)", type(error).__name__)
         await self._run_jobs(incoming)
         self._wake.set()
 
@@ -264,6 +278,15 @@ class TelegramChannel:
         if inbound.kind != InboundKind.CHOICE:
             return  # coordinators talk among themselves in their group: not for us
         now = datetime.now(UTC)
+        store = self.app.pipeline.store
+        first = await asyncio.to_thread(store.first_time, CHANNEL, inbound.update_key, now)
+        if not first:
+            # Telegram delivered the press again (a webhook retry, a batch fetched again):
+            # acting twice would undo a toggle or move a case on twice.
+            if item.callback_query_id:
+                with contextlib.suppress(Exception):
+                    await self.client.answer_callback(item.callback_query_id, None)
+            return
         result = await asyncio.to_thread(self.desk.act, inbound.user_key, inbound.choice_id, now)
         if not result.allowed:
             log.warning("refused a coordinator action from an account not listed")
@@ -277,8 +300,15 @@ class TelegramChannel:
             log.warning("a case was submitted but COORDINATOR_CHAT_ID is not set")
             return
         message_ref = await asyncio.to_thread(self.desk.card_message_ref, notice.case_ref)
-        await self._show_card(notice.case_ref, int(message_ref) if message_ref else None)
-        if notice.text and message_ref:
+        shown = await self._show_card(notice.case_ref, int(message_ref) if message_ref else None)
+        chat = self.settings.coordinator_chat_id
+        if not shown and notice.card_ref and chat is not None:
+            # The case was erased: its card keeps nothing of it, only that it is gone.
+            await self.limiter.acquire(chat)
+            await self.client.send_text(chat, notice.text, [], int(notice.card_ref))
+            return
+        # Said in a new message when the card was there already, or is gone (an erased case).
+        if notice.text and (message_ref or not shown):
             # Something coordinators should see now (a follow-up question, an idle case): a
             # new message, since an edited card notifies no one.
             chat = self.settings.coordinator_chat_id
@@ -286,18 +316,20 @@ class TelegramChannel:
             await self.limiter.acquire(chat)
             await self.client.send_text(chat, notice.text, [], None)
 
-    async def _show_card(self, reference: str, message_id: int | None) -> None:
+    async def _show_card(self, reference: str, message_id: int | None) -> bool:
+        """Send or redraw the case's card; False when there is no such case (any more)."""
         chat = self.settings.coordinator_chat_id
         if chat is None:
-            return
+            return False
         card = await asyncio.to_thread(self.desk.card, reference, datetime.now(UTC))
         if card is None:
-            return
+            return False
         buttons = [Button(label, action) for label, action in card.actions]
         await self.limiter.acquire(chat)
         sent = await self.client.send_text(chat, card.text, buttons, message_id)
         if message_id is None:
             await asyncio.to_thread(self.desk.remember_card, reference, str(sent))
+        return True
 
     # --- sending (ReplySender) -------------------------------------------------------------
 
@@ -389,16 +421,23 @@ def group_albums(incoming: Sequence[Incoming]) -> list[Incoming]:
         if inbound is None or group is None or inbound.kind != InboundKind.FILES:
             grouped.append(item)
             continue
+        # The key names the parts merged here (first and last update id: a batch is a run of
+        # ids, and the same batch comes again after a crash). It used to be the group alone,
+        # so parts arriving in another batch, or by webhook one request each, were taken for
+        # a duplicate and their files silently dropped.
         if group in albums:
             index = albums[group]
             first = grouped[index]
             assert first.inbound is not None
             merged = first.inbound.model_copy(
-                update={"files": (*first.inbound.files, *inbound.files)}
+                update={
+                    "files": (*first.inbound.files, *inbound.files),
+                    "update_key": f"album:{group}:{first.update_id}-{item.update_id}",
+                }
             )
             grouped[index] = Incoming(first.update_id, merged, None, group)
         else:
             albums[group] = len(grouped)
-            keyed = inbound.model_copy(update={"update_key": f"album:{group}"})
+            keyed = inbound.model_copy(update={"update_key": f"album:{group}:{item.update_id}"})
             grouped.append(Incoming(item.update_id, keyed, None, group))
     return grouped

@@ -196,6 +196,7 @@ class WeChatChannel:
             self._wake.set,
             scheduled=self.run_schedule,
         )
+        self.app.pipeline.jobs_queued = self.files_arrived  # a copy or an erasure asked for
         self._wake.set()  # whatever a previous run left in the outbox goes out now
         self._files_waiting.set()
 

@@ -176,6 +176,7 @@
           synced = true;
         }
         item.state = "sending";
+        item.message = "";
         show(item);
         while (item.received < item.size) {
           const end = Math.min(item.received + item.chunk, item.size);
@@ -210,8 +211,10 @@
             if (moved) continue;
           }
         }
-        // The network or the server failed: wait, then ask the server where it stands.
+        // The network or the server failed (or its disk is full, and it says so): wait, then
+        // ask the server where it stands.
         synced = false;
+        item.message = (error instanceof HttpError && error.body.message) || "";
         item.state = "retrying";
         show(item);
         await sleep(delay);

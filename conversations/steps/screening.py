@@ -140,14 +140,16 @@ def _consent(scope: ConsentScope, version: str, goto: str) -> ChoiceHandler:
     return handle
 
 
+CONSENT_HEALTH_PROMPT = N_(
+    "To prepare your case I need to keep health information: your answers and the "
+    "medical records you send. It is stored securely, used only for your case, and you "
+    "can ask for it to be deleted.\n\nDo you agree that Huizhen may process this health "
+    "information?"
+)
+
 CONSENT_HEALTH = Step(
     id="consent_health",
-    prompt=N_(
-        "To prepare your case I need to keep health information: your answers and the "
-        "medical records you send. It is stored securely, used only for your case, and you "
-        "can ask for it to be deleted.\n\nDo you agree that Huizhen may process this health "
-        "information?"
-    ),
+    prompt=CONSENT_HEALTH_PROMPT,
     choices=(
         Choice("agree", N_("I agree")),
         Choice("decline", N_("I don't agree")),
@@ -156,13 +158,15 @@ CONSENT_HEALTH = Step(
     edges=("consent_transfer", "declined"),
 )
 
+CONSENT_TRANSFER_PROMPT = N_(
+    "One more consent, asked separately because the law asks for it: your case will be "
+    "shared with coordinators and specialists in China, so your information will be "
+    "transferred to China.\n\nDo you agree to this transfer?"
+)
+
 CONSENT_TRANSFER = Step(
     id="consent_transfer",
-    prompt=N_(
-        "One more consent, asked separately because the law asks for it: your case will be "
-        "shared with coordinators and specialists in China, so your information will be "
-        "transferred to China.\n\nDo you agree to this transfer?"
-    ),
+    prompt=CONSENT_TRANSFER_PROMPT,
     choices=(
         Choice("agree", N_("I agree")),
         Choice("decline", N_("I don't agree")),

@@ -1,0 +1,26 @@
+"""Where a patient rests after withdrawing consent or asking for an erasure: no question,
+nothing kept, the ways on named in the prompt."""
+
+from __future__ import annotations
+
+from conversations.i18n import N_
+from conversations.step import Step
+
+# conversations/data_rights.py moves patients here (commands, so no edges of their own).
+WITHDRAWN = Step(
+    id="withdrawn",
+    prompt=N_(
+        "You have withdrawn your consent, so I have stopped processing your health "
+        "information.\n\nWhat is already stored stays safely stored until you delete it or its "
+        "keeping period ends. Send /delete to erase everything now, or /export to get a copy "
+        "first. If you change your mind, send /start."
+    ),
+    edges=(),
+)
+ERASING = Step(
+    id="erasing",
+    prompt=N_("I'm erasing your information now. I'll tell you here when it's done."),
+    edges=(),
+)
+
+STEPS = (WITHDRAWN, ERASING)
