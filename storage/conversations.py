@@ -240,13 +240,8 @@ class ConversationStore:
                         "status_changed_at": now,
                     },
                 )
-                self.audit.append(
-                    conn,
-                    at=now,
-                    actor="patient",
-                    action="status",
-                    subject=effect.reference,
-                    details={"from": "", "to": CASE_STATUS_SUBMITTED, "person": person},
+                self._status_changed(
+                    conn, now, effect.reference, "", CASE_STATUS_SUBMITTED, person=person
                 )
             elif isinstance(effect, IngestFile):
                 conn.execute(
@@ -346,13 +341,8 @@ class ConversationStore:
                     "details_json": "{}",
                 },
             )
-            self.audit.append(
-                conn,
-                at=effect.at,
-                actor="patient",
-                action="status",
-                subject=found.reference,
-                details={"from": found.status, "to": CASE_STATUS_WITHDRAWN, "person": person},
+            self._status_changed(
+                conn, effect.at, found.reference, found.status, CASE_STATUS_WITHDRAWN, person=person
             )
             text = bilingual(
                 N_("The patient withdrew consent for case {reference}: please stop work on it."),
@@ -362,6 +352,25 @@ class ConversationStore:
             notices.append(_for_coordinators(key.channel, notice, effect.at))
         return notices
 
+    def _status_changed(
+        self,
+        conn: Connection,
+        at: datetime,
+        reference: str,
+        before: str,
+        after: str,
+        **details: str,
+    ) -> None:
+        """A case's status changed by the patient's doing, in the audit log."""
+        self.audit.append(
+            conn,
+            at=at,
+            actor="patient",
+            action="status",
+            subject=reference,
+            details={"from": before, "to": after, **details},
+        )
+
     def _follow_up(self, conn: Connection, effect: FollowUpAsked) -> None:
         """The question joins the case's history and the case returns to the queue."""
         found = conn.execute(
@@ -370,13 +379,8 @@ class ConversationStore:
         if found is None:
             return
         current = found.status
-        self.audit.append(
-            conn,
-            at=effect.asked_at,
-            actor="patient",
-            action="status",
-            subject=found.reference,
-            details={"from": current, "to": "in_review", "kind": "follow_up"},
+        self._status_changed(
+            conn, effect.asked_at, found.reference, current, "in_review", kind="follow_up"
         )
         conn.execute(
             _case_event.insert(),
