@@ -59,7 +59,7 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.filewriter import dcmwrite  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
-from handlers.analysis import AnalysisRequest, StoreAccess, analyse  # noqa: E402
+from handlers.ingest.analysis import AnalysisRequest, StoreAccess, analyse  # noqa: E402
 from records.dicom import DicomUnreadable, read_instance  # noqa: E402
 from storage.files import FileStore  # noqa: E402
 from tests.dicom_factory import ct_slice_hu, uid, write_series, zip_files  # noqa: E402

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.patient_script import DIAGNOSES, FIXED_ANSWERS, TIMELINE_LINES, TYPED_QUESTION
 from bot.app import App, build_app
 from bot.config import load_settings
+from conversations.events import CoordinatorNotice, Inbound, InboundKind, Outbound
 from conversations.i18n import SUPPORTED_LOCALES, translator
-from handlers.delivery import deliver_pending
-from handlers.events import CoordinatorNotice, Inbound, InboundKind, Outbound
+from handlers.updates.delivery import deliver_pending
 
 CHANNEL = "bench"
 DEFAULT_USERS = 10_000

@@ -69,9 +69,9 @@ from bot.channels.telegram_base import RateLimiter, TelegramClient, decode_callb
 from bot.channels.telegram_runtime import TelegramChannel
 from bot.config import load_settings
 from bot.runner import telegram_client
+from conversations.events import CoordinatorNotice, Inbound, InboundKind, Outbound
 from conversations.i18n import SUPPORTED_LOCALES, translator
-from handlers.delivery import deliver_pending
-from handlers.events import CoordinatorNotice, Inbound, InboundKind, Outbound
+from handlers.updates.delivery import deliver_pending
 
 LIBRARIES = ("ptb", "aiogram")
 DEFAULT_USERS = 300

@@ -11,37 +11,37 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from bot.config import Settings
-from handlers.analysis import StoreAccess
-from handlers.casework import Casework
-from handlers.data_rights import DataRights, Person
-from handlers.delivery import (
+from conversations.events import (
+    STORE_SOURCE,
+    FileRef,
+    Inbound,
+    InboundKind,
+    UploadLinkRequest,
+)
+from handlers.casework.operations import Casework
+from handlers.ingest.analysis import StoreAccess
+from handlers.ingest.ingestor import Ingestor
+from handlers.ingest.worker import Worker
+from handlers.privacy.data_rights import DataRights, Person
+from handlers.privacy.retention import Retention
+from handlers.updates.delivery import (
     CoordinatorSink,
     DeliveryReport,
     FileOpener,
     ReplySender,
     deliver_pending,
 )
-from handlers.events import (
-    STORE_SOURCE,
-    UPLOAD_SOURCE,
-    FileRef,
-    Inbound,
-    InboundKind,
-    UploadLinkRequest,
-)
-from handlers.ingest import Ingestor
-from handlers.pipeline import Pipeline
-from handlers.retention import Retention
-from handlers.worker import Worker
+from handlers.updates.pipeline import Pipeline
+from handlers.updates.transaction import ConversationStore
 from storage.audit import PSEUDONYM_KEY_FILE, AuditLog
-from storage.conversations import ConversationStore
+from storage.conversations import ConversationTables
 from storage.database import make_engine, prepare_schema, run_once
 from storage.documents import DocumentStore
 from storage.files import FileStore, decode_key, load_key
 from storage.jobs import JobStore
 from storage.outbox import OutboxStore
 from storage.queue import CaseQueue
-from storage.uploads import UploadGrant, UploadState, UploadStore, UploadTokens
+from storage.uploads import UPLOAD_SOURCE, UploadGrant, UploadState, UploadStore, UploadTokens
 
 # Previews are a few hundred kilobytes, an opinion a few megabytes; bots may send up to 50 MB.
 MAX_SHOWN_FILE_BYTES = 50 * 1024 * 1024
@@ -177,7 +177,7 @@ def build_app(settings: Settings) -> App:
     uploads = UploadStore(engine, settings.data_dir / "uploads", settings.case_quota_bytes)
     upload_tokens = UploadTokens(engine)
     pipeline = Pipeline(
-        ConversationStore(engine, audit),
+        ConversationStore(ConversationTables(engine), audit),
         JobStore(engine),
         files,
         ingestor=ingestor,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from bot.upload_page import render_invalid, secured
-from handlers.data_rights import EXPORT_PREFIX, DataRights
+from handlers.privacy.data_rights import EXPORT_PREFIX, DataRights
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
 from bot.app import App
-from handlers.metrics import OUTBOX_PENDING, REGISTRY
+from handlers.updates.metrics import OUTBOX_PENDING, REGISTRY
 from storage.models import Outbox
 
 CORE_KEY: web.AppKey[App] = web.AppKey("core", App)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bot.app import App, build_app
 from bot.config import Settings
-from handlers.casework import STATUSES, Actor, CaseworkRefused
-from handlers.coordinators import render_card
-from handlers.summary import SECTION_IDS
+from handlers.casework.desk import render_card
+from handlers.casework.operations import STATUSES, Actor, CaseworkRefused
+from handlers.documents.summary import SECTION_IDS
 from records.checklist import ITEMS
 
 
@@ -132,7 +132,7 @@ def _show(app: App, reference: str, actor: Actor) -> int:
 
 
 def _export(app: App, reference: str, out: Path, actor: Actor) -> int:
-    from handlers.case_package import write_package  # the PDF fonts load only when needed
+    from handlers.documents.case_package import write_package  # the PDF fonts load only when needed
 
     work = app.casework
     work.authorise(actor, "export", reference)

@@ -19,8 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from conversations.i18n import N_, translator
-from handlers.data_rights import EXPORT_PREFIX
+from conversations.i18n import translator
+from handlers.privacy.data_rights import EXPORT_PREFIX
+from records.markers import N_
 from storage.uploads import (
     UploadGrant,
     UploadProblem,

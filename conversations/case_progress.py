@@ -13,12 +13,7 @@ import json
 from datetime import datetime
 
 from conversations.effects import FollowUpAsked, NotifyCoordinators
-from conversations.i18n import N_, Translator, bilingual
-from conversations.state import ConversationState, SubmittedCase
-from conversations.step import Outcome
-from conversations.steps.records import item_title
-from conversations.transition import Transition, render
-from handlers.events import (
+from conversations.events import (
     STORE_SOURCE,
     CoordinatorNotice,
     FileRef,
@@ -26,7 +21,13 @@ from handlers.events import (
     Outbound,
     UploadLinkRequest,
 )
+from conversations.i18n import Translator, bilingual
+from conversations.state import ConversationState, SubmittedCase
+from conversations.step import Outcome
+from conversations.steps.records import item_title
+from conversations.transition import Transition, render
 from records.checklist import ITEMS
+from records.markers import N_
 
 FOLLOWUP_PREFIX = "followup:"
 MAX_FOLLOWUP_CHARS = 2000

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from conversations import data_rights
 from conversations.case_progress import status_lines
+from conversations.events import Inbound
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import (
-    N_,
     SUPPORTED_LOCALES,
     Translator,
     language_name,
@@ -19,8 +19,8 @@ from conversations.i18n import (
 from conversations.state import ConversationState, IntakeDraft
 from conversations.step import Context, Outcome
 from conversations.transition import Transition, render
-from handlers.events import Inbound
 from records.checklist import checklist_for
+from records.markers import N_
 
 HELP = N_(
     "I help you prepare a case for a second opinion from specialists in China. I don't give "

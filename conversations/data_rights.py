@@ -4,22 +4,19 @@ consent asked again when its text changed (a new version).
 Each asks for a confirmation first (an overlay, like /restart). Withdrawing stops processing
 at once, in the same transaction: consents are marked withdrawn, files not yet stored are
 dropped, and coordinators stop work on open cases. A copy and an erasure are background jobs
-(handlers/data_rights.py): they touch every table and the file store, and report back here
+(handlers/privacy/): they touch every table and the file store, and report back here
 or, for an erasure, once the conversation itself is gone.
 """
 
 from __future__ import annotations
 
+from conversations.case_status import FINISHED
 from conversations.effects import ConsentGiven, ConsentWithdrawn, DataRightRequested
 from conversations.i18n import Translator, translator
 from conversations.state import Consent, ConversationState
 from conversations.step import Context, Outcome
 from conversations.steps.screening import HEALTH_CONSENT_VERSION, TRANSFER_CONSENT_VERSION
 from conversations.transition import Transition, render
-
-# Statuses in which coordinators are no longer working on a case.
-FINISHED_STATUSES = frozenset({"opinion_delivered", "closed", "declined", "withdrawn"})
-
 
 ASKED_AGAIN = ("consent_health_again", "consent_transfer_again")
 
@@ -67,7 +64,7 @@ def consent_again(state: ConversationState, choice_id: str, ctx: Context) -> Tra
 
 
 def open_cases(state: ConversationState) -> list[str]:
-    return [case.case_id for case in state.submitted if case.status not in FINISHED_STATUSES]
+    return [case.case_id for case in state.submitted if case.status not in FINISHED]
 
 
 def ask_withdraw(state: ConversationState, t: Translator) -> Transition:
@@ -120,7 +117,7 @@ def confirmed(state: ConversationState, ctx: Context) -> Transition:
 def _stop_processing(state: ConversationState) -> None:
     state.consent_health = state.consent_transfer = None
     for case in state.submitted:
-        if case.status not in FINISHED_STATUSES:
+        if case.status not in FINISHED:
             case.status = "withdrawn"
             case.requested, case.note, case.followups_left = [], "", 0
     state.history = []

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from handlers.events import CoordinatorNotice, FileRef
+from conversations.events import CoordinatorNotice, FileRef
 
 
 class ConsentGiven(BaseModel):

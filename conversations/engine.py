@@ -7,6 +7,7 @@ a file or a network, so random event sequences can drive it in tests.
 from __future__ import annotations
 
 from conversations import case_progress, commands, data_rights, file_feedback
+from conversations.events import Inbound, InboundKind, UploadLinkRequest
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import Translator, negotiate, translator
 from conversations.redflags import is_red_flag
@@ -14,7 +15,6 @@ from conversations.state import ConversationState
 from conversations.step import Context, Outcome
 from conversations.steps.records import accept_files
 from conversations.transition import Transition, advance, prompt_ref, render
-from handlers.events import Inbound, InboundKind, UploadLinkRequest
 from records.report import FilesReport
 
 

@@ -9,12 +9,13 @@ in the conversation when a check finishes. Their buttons carry their own ids (`s
 from __future__ import annotations
 
 from conversations.effects import Effect, FileSorted, NotifyCoordinators
-from conversations.i18n import N_, Translator, bilingual
+from conversations.events import STORE_SOURCE, CoordinatorNotice, FileRef, Option, Outbound
+from conversations.i18n import Translator, bilingual
 from conversations.state import ConversationState, RecordFile, RecordItem
 from conversations.step import Outcome
 from conversations.transition import Transition, render
-from handlers.events import STORE_SOURCE, CoordinatorNotice, FileRef, Option, Outbound
 from records.checklist import ITEMS, checklist_for
+from records.markers import N_
 from records.report import FileCheck, FilesReport, FlagLine, StudyLine
 
 SIDE_PREFIXES = ("scan:", "sort:")

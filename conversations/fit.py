@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from conversations.i18n import N_
 from conversations.state import IntakeDraft
+from records.markers import N_
 
 Verdict = Literal["good_fit", "possible_fit", "not_now"]
 Recommendation = Literal["remote_review", "in_person"]

@@ -44,11 +44,6 @@ DOMAIN = "messages"
 TRADITIONAL_CHINESE_REGIONS = frozenset({"TW", "HK", "MO"})
 
 
-def N_(message: str) -> str:
-    """Mark a string for extraction where it is declared; it is translated when rendered."""
-    return message
-
-
 @cache
 def translations(locale: str) -> NullTranslations:
     po_path = LOCALES_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.po"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conversations.i18n import N_
+from records.markers import N_
 
 MIN_QUESTIONS = 3
 MAX_QUESTIONS = 5

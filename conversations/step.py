@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from conversations.effects import Effect
+from conversations.events import FileRef, Option
 from conversations.i18n import Translator
 from conversations.state import ConversationState
-from handlers.events import FileRef, Option
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from conversations.effects import Effect
+from conversations.events import Option, Outbound, UploadLinkRequest
 from conversations.flow import STEPS
-from conversations.i18n import N_, SUPPORTED_LOCALES, Translator, language_name, translator
+from conversations.i18n import SUPPORTED_LOCALES, Translator, language_name, translator
 from conversations.state import ConversationState
 from conversations.step import Outcome
 from conversations.steps.records import current_item
 from conversations.steps.screening import CONSENT_HEALTH_PROMPT, CONSENT_TRANSFER_PROMPT
-from handlers.events import Option, Outbound, UploadLinkRequest
+from records.markers import N_
 
 # Steps whose entry and exit are not part of the /back history.
 _OUTSIDE_HISTORY = frozenset({"emergency_paused"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from conversations.i18n import N_
+from records.markers import N_
 
 # Area ids -> label msgids, in the order offered to the patient.
 AREAS: dict[str, str] = {

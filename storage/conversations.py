@@ -1,34 +1,23 @@
-"""The per-message transaction: dedupe, lock and load, apply, save, and queue what follows.
+"""The per-message transaction's tables: dedupe keys, conversation rows, outbox, and the rows
+the patient's own actions write (consents, a submitted case, jobs, documents re-sorted).
 
 This is the hot path, so it uses SQLAlchemy Core statements built once and executed with bound
-parameters; the same statements serve SQLite and PostgreSQL.
+parameters; the same statements serve SQLite and PostgreSQL. What a conversation's effects
+mean (which rows, which notices) is decided above, in handlers/updates/transaction.py; here is
+plain table access only, on the connection the caller's transaction holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from conversations.effects import (
-    CaseSubmitted,
-    ConsentGiven,
-    ConsentWithdrawn,
-    DataRightRequested,
-    Effect,
-    FileSorted,
-    FollowUpAsked,
-    IngestFile,
-    NotifyCoordinators,
-)
-from conversations.i18n import N_, bilingual
-from conversations.state import ConversationKey, ConversationState
-from conversations.transition import Transition
-from handlers.events import CoordinatorNotice, Inbound, Outbound
-from storage.audit import AuditLog
 from storage.database import reader
 from storage.models import (
     Case,
@@ -41,11 +30,6 @@ from storage.models import (
     ProcessedUpdate,
 )
 
-CASE_STATUS_SUBMITTED = "submitted"
-CASE_STATUS_WITHDRAWN = "withdrawn"
-# Coordinators have finished with a case in these: a withdrawal leaves it as it is.
-FINISHED_STATUSES = ("opinion_delivered", "closed", "declined", CASE_STATUS_WITHDRAWN)
-
 _conversation = Conversation.__table__  # type: ignore[attr-defined]
 _processed = ProcessedUpdate.__table__  # type: ignore[attr-defined]
 _outbox = Outbox.__table__  # type: ignore[attr-defined]
@@ -55,25 +39,40 @@ _job = Job.__table__  # type: ignore[attr-defined]
 _case_event = CaseEvent.__table__  # type: ignore[attr-defined]
 _document = Document.__table__  # type: ignore[attr-defined]
 
-Apply = Callable[[ConversationState | None], Transition]
+
+@dataclass(frozen=True)
+class SavedConversation:
+    """What the conversation row holds besides its key."""
+
+    chat_key: str
+    step: str
+    locale: str
+    state_json: str
 
 
-def _for_coordinators(channel: str, notice: CoordinatorNotice, now: datetime) -> dict[str, Any]:
-    """An outbox row for the coordinators' chat."""
+@dataclass(frozen=True)
+class CaseHeader:
+    status: str
+    reference: str
+
+
+def outbox_row(
+    channel: str, chat_key: str, audience: str, payload_json: str, now: datetime
+) -> dict[str, Any]:
+    """One outbox row: `audience` "user" for the chat, "coordinators" for their chat."""
     return {
         "channel": channel,
-        "chat_key": "",
-        "audience": "coordinators",
-        "payload_json": notice.model_dump_json(),
+        "chat_key": chat_key,
+        "audience": audience,
+        "payload_json": payload_json,
         "created_at": now,
         "attempts": 0,
     }
 
 
-class ConversationStore:
-    def __init__(self, engine: Engine, audit: AuditLog) -> None:
+class ConversationTables:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.audit = audit
         self._reader = reader(engine)  # built once: it is a new engine object per call
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._record_update = (
@@ -100,305 +99,125 @@ class ConversationStore:
             )
             .with_for_update()
         )
+        self._outbox_insert = _outbox.insert()
 
-    def process(
-        self, inbound: Inbound, now: datetime, apply: Apply, settles: Sequence[int] = ()
-    ) -> Transition | None:
-        """Run one inbound in one transaction. None when the update was seen before.
-        `settles`: jobs this inbound reports on (a batch of checked files), marked done in
-        the same transaction, so a crash cannot leave them to be reported a second time."""
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
-            if settles:
-                conn.execute(update(_job).where(_job.c.id.in_(list(settles))).values(done_at=now))
-            first = conn.execute(
-                self._record_update,
-                {"channel": inbound.channel, "update_key": inbound.update_key, "processed_at": now},
-            ).first()
-            if first is None:
-                return None
-            key = ConversationKey(inbound.channel, inbound.user_key)
-            state = self._load_state(conn, key)
-            transition = apply(state)
-            self._write(conn, key, inbound.chat_key, transition, now, created=state is None)
-            return transition
+            yield conn
+
+    def record_update(self, conn: Connection, channel: str, update_key: str, now: datetime) -> bool:
+        """Record an update's key; False when it was recorded before (a redelivery)."""
+        values = {"channel": channel, "update_key": update_key, "processed_at": now}
+        return conn.execute(self._record_update, values).first() is not None
 
     def first_time(self, channel: str, update_key: str, now: datetime) -> bool:
-        """Record an update that is not a conversation's (a coordinator's press); False when
-        it was seen before, so a platform's redelivery has no second effect."""
+        """Record an update that is not a conversation's (a coordinator's press) in its own
+        transaction; False when it was seen before."""
         with self.engine.begin() as conn:
-            values = {"channel": channel, "update_key": update_key, "processed_at": now}
-            return conn.execute(self._record_update, values).first() is not None
+            return self.record_update(conn, channel, update_key, now)
 
-    def load(self, key: ConversationKey) -> ConversationState | None:
-        with self._reader.connect() as conn:
-            return self._load_state(conn, key)
+    def settle_jobs(self, conn: Connection, job_ids: Sequence[int], now: datetime) -> None:
+        conn.execute(update(_job).where(_job.c.id.in_(list(job_ids))).values(done_at=now))
 
-    def _load_state(self, conn: Connection, key: ConversationKey) -> ConversationState | None:
-        raw = conn.execute(
-            self._load, {"channel": key.channel, "user_key": key.user_key}
+    def load_json(self, conn: Connection, channel: str, user_key: str) -> str | None:
+        """The conversation's state, locked for the rest of the transaction."""
+        raw: str | None = conn.execute(
+            self._load, {"channel": channel, "user_key": user_key}
         ).scalar_one_or_none()
-        return None if raw is None else ConversationState.model_validate_json(raw)
+        return raw
 
-    def enqueue(self, channel: str, chat_key: str, message: Outbound, now: datetime) -> None:
-        """A message outside any update (progress while files are checked)."""
-        row = {
-            "channel": channel,
-            "chat_key": chat_key,
-            "audience": "user",
-            "payload_json": message.model_dump_json(exclude_defaults=True),
-            "created_at": now,
-            "attempts": 0,
-        }
-        with self.engine.begin() as conn:
-            conn.execute(_outbox.insert(), [row])
+    def read_json(self, channel: str, user_key: str) -> str | None:
+        with self._reader.connect() as conn:
+            return self.load_json(conn, channel, user_key)
 
-    def _write(
+    def save(
         self,
         conn: Connection,
-        key: ConversationKey,
-        chat_key: str,
-        transition: Transition,
+        channel: str,
+        user_key: str,
+        saved: SavedConversation,
         now: datetime,
-        created: bool,
     ) -> None:
-        state = transition.state
         conn.execute(
             self._save,
             {
-                "channel": key.channel,
-                "user_key": key.user_key,
-                "chat_key": chat_key,
-                "step": state.step,
-                "locale": state.locale,
-                "state_json": state.model_dump_json(),
+                "channel": channel,
+                "user_key": user_key,
+                "chat_key": saved.chat_key,
+                "step": saved.step,
+                "locale": saved.locale,
+                "state_json": saved.state_json,
                 "created_at": now,
                 "updated_at": now,
             },
         )
-        rows = [
-            {
-                "channel": key.channel,
-                "chat_key": chat_key,
-                "audience": "user",
-                "payload_json": reply.model_dump_json(exclude_defaults=True),
-                "created_at": now,
-                "attempts": 0,
-            }
-            for reply in transition.replies
-        ]
-        rows += self._apply_effects(conn, key, chat_key, transition.effects, now)
+
+    def add_outbox(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            conn.execute(_outbox.insert(), rows)
+            conn.execute(self._outbox_insert, list(rows))
 
-    def _apply_effects(
-        self,
-        conn: Connection,
-        key: ConversationKey,
-        chat_key: str,
-        effects: list[Effect],
-        now: datetime,
-    ) -> list[dict[str, Any]]:
-        """Carry out effects inside the transaction; return the outbox rows they add."""
-        outbox_rows: list[dict[str, Any]] = []
-        who = {"channel": key.channel, "user_key": key.user_key}
-        person = self.audit.pseudonym(key.channel, key.user_key)
-        for effect in effects:
-            if isinstance(effect, ConsentGiven):
-                self.audit.append(
-                    conn,
-                    at=effect.given_at,
-                    actor="patient",
-                    action="consent_given",
-                    subject=person,
-                    details={"scope": effect.scope, "version": effect.version},
-                )
-                conn.execute(
-                    _consent.insert(),
-                    {
-                        **who,
-                        "scope": effect.scope,
-                        "version": effect.version,
-                        "given_at": effect.given_at,
-                    },
-                )
-            elif isinstance(effect, CaseSubmitted):
-                conn.execute(
-                    _case.insert(),
-                    {
-                        **who,
-                        "id": effect.case_id,
-                        "reference": effect.reference,
-                        "chat_key": chat_key,
-                        "status": CASE_STATUS_SUBMITTED,
-                        "locale": effect.locale,
-                        "area": effect.area,
-                        "verdict": effect.verdict,
-                        "readiness": effect.readiness,
-                        "answers_json": effect.answers_json,
-                        "submitted_at": effect.submitted_at,
-                        "updated_at": now,
-                        "status_changed_at": now,
-                    },
-                )
-                self._status_changed(
-                    conn, now, effect.reference, "", CASE_STATUS_SUBMITTED, person=person
-                )
-            elif isinstance(effect, IngestFile):
-                conn.execute(
-                    _job.insert(),
-                    {
-                        **who,
-                        "kind": effect.kind,
-                        "chat_key": chat_key,
-                        "payload_json": effect.model_dump_json(),
-                        "created_at": now,
-                        "attempts": 0,
-                    },
-                )
-            elif isinstance(effect, NotifyCoordinators):
-                outbox_rows.append(_for_coordinators(key.channel, effect.notice, now))
-            elif isinstance(effect, FollowUpAsked):
-                self._follow_up(conn, effect)
-            elif isinstance(effect, ConsentWithdrawn):
-                outbox_rows += self._withdraw(conn, key, person, effect)
-            elif isinstance(effect, DataRightRequested):
-                conn.execute(
-                    _job.insert(),
-                    {
-                        **who,
-                        "kind": effect.right,
-                        "chat_key": chat_key,
-                        "payload_json": effect.model_dump_json(),
-                        "created_at": now,
-                        "attempts": 0,
-                    },
-                )
-                action = "export_requested" if effect.right == "export" else "erasure_requested"
-                self.audit.append(conn, at=now, actor="patient", action=action, subject=person)
-            elif isinstance(effect, FileSorted):
-                conn.execute(
-                    update(_document)
-                    .where(
-                        (_document.c.file_id == effect.file_id)
-                        | (_document.c.parent_file_id == effect.file_id)
-                    )
-                    .values(item=effect.item)
-                )
-        return outbox_rows
+    def enqueue(self, row: dict[str, Any]) -> None:
+        """One outbox row outside any update, in its own transaction."""
+        with self.engine.begin() as conn:
+            self.add_outbox(conn, [row])
 
-    def _withdraw(
-        self, conn: Connection, key: ConversationKey, person: str, effect: ConsentWithdrawn
-    ) -> list[dict[str, Any]]:
-        """Processing stops in this transaction: consents marked withdrawn, files not yet
-        stored dropped, open cases stopped with coordinators told. Returns their notices."""
-        mine = (_consent.c.channel == key.channel) & (_consent.c.user_key == key.user_key)
+    # The rows a patient's own actions write, each on the caller's connection.
+
+    def add_consent(self, conn: Connection, values: dict[str, Any]) -> None:
+        conn.execute(_consent.insert(), values)
+
+    def add_case(self, conn: Connection, values: dict[str, Any]) -> None:
+        conn.execute(_case.insert(), values)
+
+    def add_job(self, conn: Connection, values: dict[str, Any]) -> None:
+        conn.execute(_job.insert(), values)
+
+    def sort_file(self, conn: Connection, file_id: str, item: str) -> None:
+        """File a document (and what was unpacked from it) under a checklist item."""
         conn.execute(
-            update(_consent)
-            .where(mine & _consent.c.withdrawn_at.is_(None))
-            .values(withdrawn_at=effect.at)
+            update(_document)
+            .where((_document.c.file_id == file_id) | (_document.c.parent_file_id == file_id))
+            .values(item=item)
         )
+
+    def withdraw_consents(
+        self, conn: Connection, channel: str, user_key: str, at: datetime
+    ) -> None:
+        mine = (_consent.c.channel == channel) & (_consent.c.user_key == user_key)
+        conn.execute(
+            update(_consent).where(mine & _consent.c.withdrawn_at.is_(None)).values(withdrawn_at=at)
+        )
+
+    def drop_pending_jobs(
+        self, conn: Connection, channel: str, user_key: str, kind: str, at: datetime
+    ) -> None:
+        """Jobs of this kind not yet run are marked done without running."""
         conn.execute(
             update(_job)
             .where(
-                (_job.c.channel == key.channel)
-                & (_job.c.user_key == key.user_key)
-                & (_job.c.kind == "ingest_file")
+                (_job.c.channel == channel)
+                & (_job.c.user_key == user_key)
+                & (_job.c.kind == kind)
                 & _job.c.done_at.is_(None)
             )
-            .values(done_at=effect.at)
-        )
-        self.audit.append(
-            conn, at=effect.at, actor="patient", action="consent_withdrawn", subject=person
-        )
-        notices = []
-        for case_id in effect.case_ids:
-            found = conn.execute(
-                select(_case.c.status, _case.c.reference).where(_case.c.id == case_id)
-            ).first()
-            if found is None or found.status in FINISHED_STATUSES:
-                continue
-            conn.execute(
-                update(_case)
-                .where(_case.c.id == case_id)
-                .values(
-                    status=CASE_STATUS_WITHDRAWN,
-                    status_changed_at=effect.at,
-                    updated_at=effect.at,
-                    card_mode="",
-                    card_picks_json="[]",
-                )
-            )
-            conn.execute(
-                _case_event.insert(),
-                {
-                    "case_id": case_id,
-                    "at": effect.at,
-                    "actor": "patient",
-                    "kind": "withdrawn",
-                    "from_status": found.status,
-                    "to_status": CASE_STATUS_WITHDRAWN,
-                    "note": "",
-                    "details_json": "{}",
-                },
-            )
-            self._status_changed(
-                conn, effect.at, found.reference, found.status, CASE_STATUS_WITHDRAWN, person=person
-            )
-            text = bilingual(
-                N_("The patient withdrew consent for case {reference}: please stop work on it."),
-                reference=found.reference,
-            )
-            notice = CoordinatorNotice(case_id=case_id, case_ref=found.reference, text=text)
-            notices.append(_for_coordinators(key.channel, notice, effect.at))
-        return notices
-
-    def _status_changed(
-        self,
-        conn: Connection,
-        at: datetime,
-        reference: str,
-        before: str,
-        after: str,
-        **details: str,
-    ) -> None:
-        """A case's status changed by the patient's doing, in the audit log."""
-        self.audit.append(
-            conn,
-            at=at,
-            actor="patient",
-            action="status",
-            subject=reference,
-            details={"from": before, "to": after, **details},
+            .values(done_at=at)
         )
 
-    def _follow_up(self, conn: Connection, effect: FollowUpAsked) -> None:
-        """The question joins the case's history and the case returns to the queue."""
+    def case_header(self, conn: Connection, case_id: str) -> CaseHeader | None:
         found = conn.execute(
-            select(_case.c.status, _case.c.reference).where(_case.c.id == effect.case_id)
+            select(_case.c.status, _case.c.reference).where(_case.c.id == case_id)
         ).first()
-        if found is None:
-            return
-        current = found.status
-        self._status_changed(
-            conn, effect.asked_at, found.reference, current, "in_review", kind="follow_up"
-        )
-        conn.execute(
-            _case_event.insert(),
-            {
-                "case_id": effect.case_id,
-                "at": effect.asked_at,
-                "actor": "patient",
-                "kind": "follow_up",
-                "from_status": current,
-                "to_status": "in_review",
-                "note": effect.text,
-                "details_json": "{}",
-            },
-        )
+        return None if found is None else CaseHeader(found.status, found.reference)
+
+    def set_case_status(
+        self, conn: Connection, case_id: str, status: str, at: datetime, **more: Any
+    ) -> None:
         conn.execute(
             update(_case)
-            .where(_case.c.id == effect.case_id)
-            .values(
-                status="in_review", status_changed_at=effect.asked_at, updated_at=effect.asked_at
-            )
+            .where(_case.c.id == case_id)
+            .values(status=status, status_changed_at=at, updated_at=at, **more)
         )
+
+    def add_case_event(self, conn: Connection, values: dict[str, Any]) -> None:
+        conn.execute(_case_event.insert(), {"note": "", "details_json": "{}", **values})

@@ -1,5 +1,6 @@
 """Tables. SQLModel for the schema and the ORM where convenience wins; the per-message hot
-path uses SQLAlchemy Core statements on the same tables (storage/conversations.py)."""
+path uses SQLAlchemy Core statements on the same tables (storage/conversations.py,
+storage/outbox.py)."""
 
 from __future__ import annotations
 

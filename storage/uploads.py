@@ -23,7 +23,6 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
-from handlers.events import UPLOAD_SOURCE
 from storage.database import reader
 from storage.files import out_of_space
 from storage.models import Upload, UploadToken
@@ -32,7 +31,8 @@ _token = UploadToken.__table__  # type: ignore[attr-defined]
 _upload = Upload.__table__  # type: ignore[attr-defined]
 
 TOKEN_BYTES = 32  # 256 bits from the OS's random source
-SOURCE_PREFIX = UPLOAD_SOURCE
+# The FileRef source of a file that arrived through the upload page: "upload:<id>".
+UPLOAD_SOURCE = "upload:"
 MAX_NAME_CHARS = 255
 MAX_PATH_CHARS = 1024
 MAX_FINGERPRINT_CHARS = 2048
@@ -178,8 +178,8 @@ def _state(row: Any) -> UploadState:
 
 
 def _upload_id(source: str) -> str:
-    upload_id = source.removeprefix(SOURCE_PREFIX)
-    if not source.startswith(SOURCE_PREFIX) or not _ID_SHAPE.fullmatch(upload_id):
+    upload_id = source.removeprefix(UPLOAD_SOURCE)
+    if not source.startswith(UPLOAD_SOURCE) or not _ID_SHAPE.fullmatch(upload_id):
         raise ValueError("not an upload source")
     return upload_id
 

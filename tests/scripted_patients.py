@@ -35,9 +35,9 @@ from benchmarks.patient_script import DIAGNOSES, TIMELINE_LINES, TYPED_QUESTION
 from bot.app import App, build_app
 from bot.channels.telegram_base import encode_callback, split_text
 from bot.config import load_settings
+from conversations.events import FileRef, Inbound, InboundKind, Outbound
 from conversations.i18n import SUPPORTED_LOCALES, translator
 from conversations.state import ConversationKey
-from handlers.events import FileRef, Inbound, InboundKind, Outbound
 from storage.files import FileStore, load_key
 from tests.telegram_fake import SENT_METHODS, FakeBotApi, Sent
 

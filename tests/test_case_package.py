@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import App
-from handlers.case_package import SCHEMA, package_names, safe_parts, write_package
+from handlers.documents.case_package import SCHEMA, package_names, safe_parts, write_package
 from storage.documents import DocumentRow
 from tests.conftest import Chat
 from tests.test_summary import NOW, SubmittedCase, document, submit_oncology_case

@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from handlers.delivery import CHATS_AT_ONCE
+from handlers.updates.delivery import CHATS_AT_ONCE
 from storage.database import make_engine
 from tests.scripted_patients import (
     Duplicate,

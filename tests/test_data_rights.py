@@ -20,8 +20,8 @@ from bot.cli import main
 from bot.config import Settings
 from conversations.state import ConversationKey
 from conversations.steps.screening import HEALTH_CONSENT_VERSION
-from handlers.casework import Actor, CaseworkRefused
-from handlers.retention import RetentionReport
+from handlers.casework.operations import Actor, CaseworkRefused
+from handlers.privacy.retention import RetentionReport
 from tests.conftest import Chat, make_chat
 from tests.telegram_fake import FakeBotApi
 from tests.test_intake_transcripts import consent

@@ -47,6 +47,7 @@ from conversations.effects import (
     NotifyCoordinators,
 )
 from conversations.engine import handle
+from conversations.events import FileRef, Inbound, InboundKind, Option, Outbound
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import SUPPORTED_LOCALES, translator
 from conversations.questions import MIN_QUESTIONS
@@ -55,7 +56,6 @@ from conversations.state import ConversationKey, ConversationState, IntakeDraft
 from conversations.step import Context
 from conversations.steps.records import current_item
 from conversations.transition import Transition, overlay_options, prompt_ref
-from handlers.events import FileRef, Inbound, InboundKind, Option, Outbound
 from storage.models import Case, ConsentRecord, Conversation, Document, Job, Outbox
 
 # Passing, the file takes well under a minute. Failing, Hypothesis shrinks the example for up to

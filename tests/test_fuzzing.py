@@ -55,8 +55,8 @@ from bot.channels.telegram_base import (
 from bot.channels.wechat import BadSignature, WebhookCodec, describe, parse, text_reply
 from bot.channels.wechat import Incoming as WeChatIncoming
 from bot.channels.wechat_runtime import MAX_BODY_BYTES
-from handlers.analysis import AnalysisRequest, StoreAccess, analyse
-from handlers.events import Inbound, InboundKind
+from conversations.events import Inbound, InboundKind
+from handlers.ingest.analysis import AnalysisRequest, StoreAccess, analyse
 from records.archives import ArchiveProblem, ArchiveRejected, open_archive, safe_member_path
 from records.classify import FileKind
 from records.dicom import (

@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from bot.config import Settings, load_settings
 from bot.logs import JsonFormatter, configure_logging
-from handlers.casework import Actor
+from handlers.casework.operations import Actor
 from storage.models import Document
 from tests.dicom_factory import write_series, zip_files
 from tests.telegram_fake import FakeBotApi
@@ -197,7 +197,11 @@ def test_a_whole_telegram_intake_with_files_and_a_coordinator_logs_nothing_priva
     assert_nothing_private(production_logs, capfd, planted)
     # …and it was a real run: our own lines and the libraries' were caught.
     loggers = {record.name for record in production_logs.records}
-    assert {"handlers.pipeline", "handlers.delivery", "handlers.ingest"} <= loggers
+    assert {
+        "handlers.updates.pipeline",
+        "handlers.updates.delivery",
+        "handlers.ingest.ingestor",
+    } <= loggers
     assert len(production_logs.records) >= 100
 
 
@@ -226,7 +230,9 @@ def test_wechat_messages_and_a_picture_log_nothing_private(
 
     run(scenario)
     assert_nothing_private(production_logs, capfd, planted)
-    assert {"handlers.pipeline", "handlers.ingest"} <= {r.name for r in production_logs.records}
+    assert {"handlers.updates.pipeline", "handlers.ingest.ingestor"} <= {
+        r.name for r in production_logs.records
+    }
 
 
 @pytest.fixture

@@ -51,11 +51,11 @@ def lines(out: io.StringIO) -> list[dict[str, object]]:
 
 
 def test_a_line_is_one_json_object_with_the_extra_fields(logged: io.StringIO) -> None:
-    log = logging.getLogger("handlers.delivery")
+    log = logging.getLogger("handlers.updates.delivery")
     log.info("message delivered", extra={"outbox_id": 42, "channel": "telegram"})
     log.debug("not at INFO")
     [entry] = lines(logged)
-    assert entry["level"] == "INFO" and entry["logger"] == "handlers.delivery"
+    assert entry["level"] == "INFO" and entry["logger"] == "handlers.updates.delivery"
     assert entry["message"] == "message delivered"
     assert (entry["outbox_id"], entry["channel"]) == (42, "telegram")
     assert isinstance(entry["time"], str) and entry["time"].endswith("+00:00")
@@ -65,7 +65,7 @@ def test_an_exception_is_named_with_its_frames_but_not_its_message(logged: io.St
     try:
         raise FileNotFoundError("/data/spool/Mrs-Example-liver-biopsy.pdf")
     except FileNotFoundError:
-        logging.getLogger("handlers.ingest").exception("reading failed")
+        logging.getLogger("handlers.ingest.ingestor").exception("reading failed")
     [entry] = lines(logged)
     assert entry["error"] == "FileNotFoundError"
     frames = entry["frames"]

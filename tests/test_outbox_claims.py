@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import insert
 
 from bot.app import App
-from handlers.delivery import (
+from conversations.events import CoordinatorNotice, Outbound
+from handlers.updates.delivery import (
     DELIVERY_BATCH,
     DeliveryReport,
     RetryLater,
     deliver_forever,
     deliver_pending,
 )
-from handlers.events import CoordinatorNotice, Outbound
 from storage.database import run_once
 from storage.models import Outbox
 from storage.outbox import LEASE, OutboxStore

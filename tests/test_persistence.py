@@ -12,8 +12,8 @@ from sqlmodel import Session, func, select
 
 from bot.app import build_app
 from bot.config import Settings
+from conversations.events import Inbound, InboundKind
 from conversations.state import ConversationKey
-from handlers.events import Inbound, InboundKind
 from storage.models import Outbox
 from tests.conftest import make_chat
 

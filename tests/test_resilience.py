@@ -25,7 +25,7 @@ from telegram import Update
 from bot.app import App, build_app
 from bot.channels.telegram_base import describe_update
 from bot.config import Settings, load_settings
-from handlers.delivery import MAX_DELIVERY_ATTEMPTS
+from handlers.updates.delivery import MAX_DELIVERY_ATTEMPTS
 from tests.scripted_patients import (
     LivePatient,
     check_conversations,

@@ -15,7 +15,7 @@ from conversations.i18n import Translator, translator
 from conversations.questions import ALL_SUGGESTIONS
 from conversations.state import IntakeDraft, Question, RecordItem, TimelineEntry
 from conversations.steps.records import item_title
-from handlers.summary import (
+from handlers.documents.summary import (
     HEADINGS_EN,
     HEADINGS_ZH,
     NOT_COLLECTED,

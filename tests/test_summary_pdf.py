@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from bot.app import App
-from handlers import summary_pdf
-from handlers.summary import HEADINGS_EN, HEADINGS_ZH, SECTION_IDS, build_summary
-from handlers.summary_html import render_html
-from handlers.summary_pdf import FontsMissing, render_pdf
+from handlers.documents import summary_pdf
+from handlers.documents.summary import HEADINGS_EN, HEADINGS_ZH, SECTION_IDS, build_summary
+from handlers.documents.summary_html import render_html
+from handlers.documents.summary_pdf import FontsMissing, render_pdf
 from tests.conftest import Chat
 from tests.test_summary import NOW, constructed_case, submit_oncology_case
 

@@ -25,8 +25,8 @@ from bot.config import Settings, load_settings
 from bot.runner import telegram_client
 from bot.web import SECRET_HEADER, TELEGRAM_WEBHOOK_PATH, make_web_app
 from conversations.state import ConversationKey
-from handlers import pipeline as pipeline_module
-from handlers.casework import Actor
+from handlers.casework.operations import Actor
+from handlers.updates import pipeline as pipeline_module
 from storage.models import CoordinatorAction, Document, UploadToken
 from tests.dicom_factory import write_series, zip_files
 from tests.telegram_fake import FakeBotApi, Sent

@@ -27,10 +27,10 @@ from bot.app import App, build_app
 from bot.channels.wechat_runtime import UNSUPPORTED, WEBHOOK_PATH, WeChatChannel, wechat_api
 from bot.config import Settings, load_settings
 from bot.web import make_web_app
+from conversations.events import Outbound
 from conversations.i18n import translator
 from conversations.state import ConversationKey
-from handlers.casework import Actor
-from handlers.events import Outbound
+from handlers.casework.operations import Actor
 from storage.models import Document, ProcessedUpdate, WeChatNonce, WeChatUser
 from storage.wechat import ServiceSlot, WeChatStore
 from tests.wechat_fake import FakeWeChatApi, Reply, WeChatServer, random_aes_key

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from handlers.worker import Worker, WorkerFailed
+from handlers.ingest.worker import Worker, WorkerFailed
 
 Progress = Callable[[int, int], None]
 

@@ -48,7 +48,7 @@ from bot.app import build_app
 from bot.channels.telegram_base import decode_callback, encode_callback
 from bot.config import load_settings
 from bot.web import SECRET_HEADER, TELEGRAM_WEBHOOK_PATH
-from handlers.events import Inbound, InboundKind, Outbound
+from conversations.events import Inbound, InboundKind, Outbound
 from tests.conftest import _postgres_database
 from tests.telegram_fake import FakeBotApi
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from bot.app import App, read_stored
+from conversations.events import CoordinatorNotice, FileRef, Inbound, InboundKind, Option, Outbound
 from conversations.i18n import translator
 from conversations.state import ConversationKey
-from handlers.events import CoordinatorNotice, FileRef, Inbound, InboundKind, Option, Outbound
-from handlers.failure import apology
+from handlers.updates.failure import apology
 
 CHANNEL = "console"
 log = logging.getLogger(__name__)

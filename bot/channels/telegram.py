@@ -34,7 +34,7 @@ from bot.channels.telegram_base import (
     describe_update,
     is_file_too_big,
 )
-from handlers.delivery import RetryLater, Undeliverable
+from handlers.updates.delivery import RetryLater, Undeliverable
 
 
 class PtbClient:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal, Protocol
 
-from handlers.events import FileRef, Inbound, InboundKind
+from conversations.events import FileRef, Inbound, InboundKind
 from storage.files import FileTooLarge
 
 # The Bot API hands bots files up to 20 MB; a local Bot API server lifts that.

@@ -26,11 +26,12 @@ from bot.channels.telegram_base import (
     split_text,
 )
 from bot.periodic import start_periodic_work
-from conversations.i18n import N_, SUPPORTED_LOCALES, negotiate, translator
-from handlers.coordinators import CoordinatorDesk
-from handlers.delivery import deliver_forever
-from handlers.events import CoordinatorNotice, Inbound, InboundKind, Outbound
-from handlers.failure import apology
+from conversations.events import CoordinatorNotice, Inbound, InboundKind, Outbound
+from conversations.i18n import SUPPORTED_LOCALES, negotiate, translator
+from handlers.casework.desk import CoordinatorDesk
+from handlers.updates.delivery import deliver_forever
+from handlers.updates.failure import apology
+from records.markers import N_
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from wechatpy.exceptions import (  # type: ignore[import-untyped]
 )
 from wechatpy.replies import create_reply  # type: ignore[import-untyped]
 
-from handlers.delivery import RetryLater, Undeliverable
-from handlers.events import FileRef, Inbound, InboundKind
+from conversations.events import FileRef, Inbound, InboundKind
+from handlers.updates.delivery import RetryLater, Undeliverable
 from storage.files import FileTooLarge
 
 CHANNEL = "wechat"

@@ -38,9 +38,10 @@ from bot.channels.wechat import (
     text_reply,
 )
 from bot.periodic import start_periodic_work
-from conversations.i18n import N_, negotiate, translator
+from conversations.events import CoordinatorNotice, Inbound, InboundKind, Outbound
+from conversations.i18n import negotiate, translator
 from conversations.state import ConversationKey
-from handlers.delivery import (
+from handlers.updates.delivery import (
     CoordinatorSink,
     DeliveryReport,
     RetryLater,
@@ -48,8 +49,8 @@ from handlers.delivery import (
     deliver_forever,
     with_upload_link,
 )
-from handlers.events import CoordinatorNotice, Inbound, InboundKind, Outbound
-from handlers.failure import apology
+from handlers.updates.failure import apology
+from records.markers import N_
 from storage.wechat import Follower, ServiceSlot, ShownOption, WeChatStore
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conversations.i18n import N_, Translator
+from conversations.i18n import Translator
 from conversations.questions import (
     ALL_SUGGESTIONS,
     MAX_QUESTION_LENGTH,
@@ -15,6 +15,7 @@ from conversations.state import ConversationState, Question, TimelineEntry
 from conversations.step import Choice, Context, Outcome, Step
 from conversations.timeline import parse_lines
 from records.checklist import AREAS, ONCOLOGY_KINDS
+from records.markers import N_
 
 MAX_DIAGNOSIS_LENGTH = 1000
 MAX_TIMELINE_ENTRIES = 60

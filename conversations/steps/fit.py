@@ -9,9 +9,10 @@ from conversations.fit import (
     VERDICT_TITLES,
     assess,
 )
-from conversations.i18n import N_, Translator
+from conversations.i18n import Translator
 from conversations.state import ConversationState
 from conversations.step import Choice, Context, Outcome, Step
+from records.markers import N_
 
 EXPECTATIONS = N_(
     "What to expect: finding a suitable specialist usually takes 1 to 3 weeks, and a written "

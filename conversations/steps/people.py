@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from conversations.i18n import N_, Translator
+from conversations.i18n import Translator
 from conversations.state import ConversationState
 from conversations.step import Choice, Context, Outcome, Step
+from records.markers import N_
 
 RELATIONSHIPS: dict[str, str] = {
     "parent": N_("My parent"),

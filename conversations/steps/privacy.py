@@ -3,8 +3,8 @@ nothing kept, the ways on named in the prompt."""
 
 from __future__ import annotations
 
-from conversations.i18n import N_
 from conversations.step import Step
+from records.markers import N_
 
 # conversations/data_rights.py moves patients here (commands, so no edges of their own).
 WITHDRAWN = Step(

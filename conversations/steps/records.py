@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from conversations.effects import IngestFile
-from conversations.i18n import N_, Translator, translator
+from conversations.events import FileRef
+from conversations.i18n import Translator, translator
 from conversations.state import ConversationState, RecordFile, RecordItem
 from conversations.step import Choice, Context, Outcome, Step
-from handlers.events import FileRef
 from records.checklist import (
     ChecklistItem,
     Readiness,
@@ -14,6 +14,7 @@ from records.checklist import (
     critical_items,
     readiness,
 )
+from records.markers import N_
 
 MAX_FILES_PER_CASE = 500
 # Files past this many in one message are acknowledged as a count, not one line each.

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from conversations.effects import CaseSubmitted, NotifyCoordinators
+from conversations.events import CoordinatorNotice
 from conversations.fit import REASONS, VERDICT_TITLES, assess
-from conversations.i18n import N_, Translator, bilingual
+from conversations.i18n import Translator, bilingual
 from conversations.reference import case_reference
 from conversations.state import ConversationState, SubmittedCase
 from conversations.step import Choice, Context, Outcome, Step
 from conversations.steps.case_details import question_text
 from conversations.steps.people import RELATIONSHIPS
 from conversations.steps.records import draft_readiness
-from handlers.events import CoordinatorNotice
 from records.checklist import AREAS, ONCOLOGY_KINDS, checklist_for
+from records.markers import N_
 
 # Review section -> the step that starts it.
 SECTION_STARTS: dict[str, str] = {

@@ -7,9 +7,10 @@ from typing import Literal
 from babel import Locale
 
 from conversations.effects import ConsentGiven
-from conversations.i18n import N_, Translator
+from conversations.i18n import Translator
 from conversations.state import Consent, ConversationState
 from conversations.step import Choice, ChoiceHandler, Context, Outcome, Step
+from records.markers import N_
 
 # Bump a version when its text changes in meaning; the version a patient agreed to is stored.
 HEALTH_CONSENT_VERSION = "health-2026-11"

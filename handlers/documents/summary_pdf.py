@@ -16,8 +16,8 @@ from pathlib import Path
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from handlers.casework import CaseworkRefused
-from handlers.summary import CaseSummary, Entry, Half, Section
+from handlers.casework.operations import CaseworkRefused
+from handlers.documents.summary import CaseSummary, Entry, Half, Section
 
 FONT_ROOT = Path("/usr/share/fonts")
 FONT_DIRS = (FONT_ROOT / "truetype" / "noto", FONT_ROOT / "opentype" / "noto")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from conversations.events import Outbound
 from conversations.i18n import translator
-from handlers.events import Outbound
 
 
 def apology(locale: str) -> Outbound:

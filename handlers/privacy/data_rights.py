@@ -24,9 +24,10 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, delete, or_, select, text, update
 from sqlmodel import SQLModel
 
-from conversations.i18n import N_, bilingual, translator
+from conversations.events import STORE_SOURCE, CoordinatorNotice, FileRef, Outbound
+from conversations.i18n import bilingual, translator
 from conversations.state import ConversationState, IntakeDraft
-from handlers.case_package import (
+from handlers.documents.case_package import (
     case_document,
     copy_stored,
     json_bytes,
@@ -34,9 +35,9 @@ from handlers.case_package import (
     put_bytes,
     zip_time,
 )
-from handlers.events import STORE_SOURCE, CoordinatorNotice, FileRef, Outbound
-from handlers.summary import build_summary
-from handlers.summary_html import render_html
+from handlers.documents.summary import build_summary
+from handlers.documents.summary_html import render_html
+from records.markers import N_
 from storage.audit import AuditLog
 from storage.database import reader
 from storage.documents import DocumentRow, DocumentStore

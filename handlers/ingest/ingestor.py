@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from conversations.effects import IngestFile
 from conversations.state import ConversationState
-from handlers.analysis import (
+from handlers.ingest.analysis import (
     Analysis,
     AnalysisRequest,
     Entry,
@@ -28,13 +28,13 @@ from handlers.analysis import (
     analyse,
     make_previews,
 )
-from handlers.events import UPLOAD_SOURCE
-from handlers.worker import Worker, WorkerFailed
+from handlers.ingest.worker import Worker, WorkerFailed
 from records.classify import FileKind
 from records.dicom import DicomInstance, StudySummary, flags, summarize
 from records.report import FileCheck, FilesReport, FlagLine, StudyLine
 from storage.documents import DocumentRow, DocumentStore
 from storage.files import MAX_FILE_BYTES, FileStore, FileTooLarge, out_of_space
+from storage.uploads import UPLOAD_SOURCE
 
 log = logging.getLogger(__name__)
 

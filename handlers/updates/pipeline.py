@@ -13,18 +13,19 @@ from typing import BinaryIO, Protocol
 
 from conversations import engine
 from conversations.effects import DataRightRequested, IngestFile
+from conversations.events import Inbound, InboundKind, Outbound
 from conversations.i18n import translator
 from conversations.state import ConversationKey, ConversationState
 from conversations.step import Context
 from conversations.transition import Transition
-from handlers.delivery import FileOpener
-from handlers.events import UPLOAD_SOURCE, Inbound, InboundKind, Outbound
-from handlers.ingest import Batch, Ingestor, PassingFault, StoreFull
-from handlers.metrics import UPDATE_SECONDS, UPDATES
+from handlers.ingest.ingestor import Batch, Ingestor, PassingFault, StoreFull
+from handlers.updates.delivery import FileOpener
+from handlers.updates.metrics import UPDATE_SECONDS, UPDATES
+from handlers.updates.transaction import ConversationStore
 from records.report import FileCheck
-from storage.conversations import ConversationStore
 from storage.files import FileStore
 from storage.jobs import MAX_ATTEMPTS, JobStore, PendingJob
+from storage.uploads import UPLOAD_SOURCE
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, Protocol
 
+from conversations.events import CoordinatorNotice, Outbound, UploadLinkRequest
 from conversations.i18n import translator
-from handlers.events import CoordinatorNotice, Outbound, UploadLinkRequest
-from handlers.metrics import DELIVERIES
+from handlers.updates.metrics import DELIVERIES
 from storage.outbox import OutboxStore, PendingMessage
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from conversations.case_progress import DECLINE_REASONS
-from conversations.i18n import N_, bilingual
-from handlers.events import CoordinatorNotice, Inbound, InboundKind
-from handlers.pipeline import Pipeline
+from conversations.events import CoordinatorNotice, Inbound, InboundKind
+from conversations.i18n import bilingual
+from handlers.updates.pipeline import Pipeline
 from records.checklist import ITEMS
+from records.markers import N_
 from storage.audit import AuditLog
 from storage.documents import DocumentRow, DocumentStore
 from storage.files import FileStore

@@ -14,13 +14,14 @@ from sqlmodel import Session
 
 from conversations.case_progress import DECLINE_REASONS
 from conversations.fit import VERDICT_TITLES
-from conversations.i18n import COORDINATOR_LOCALES, N_, bilingual, translator
+from conversations.i18n import COORDINATOR_LOCALES, bilingual, translator
 from conversations.state import ConversationState, IntakeDraft
 from conversations.steps.records import draft_readiness
-from handlers.casework import Actor, Casework, CaseworkRefused
-from handlers.summary import SECTION_IDS
+from handlers.casework.operations import Actor, Casework, CaseworkRefused
+from handlers.documents.summary import SECTION_IDS
 from records import directions
 from records.checklist import AREAS, ITEMS, checklist_for
+from records.markers import N_
 from storage.models import Case, CaseEvent
 
 STATUS_LABELS = {

@@ -21,15 +21,15 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
+from conversations.events import Outbound
 from conversations.i18n import translator
 from conversations.state import ConversationState
-from handlers.data_rights import (
+from handlers.privacy.data_rights import (
     ERASED_BY_RETENTION,
     EXPORT_KEPT,
     DataRights,
     Person,
 )
-from handlers.events import Outbound
 from storage.database import reader
 from storage.models import Case, Conversation, Document, Outbox, WeChatUser
 

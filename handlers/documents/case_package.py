@@ -24,9 +24,9 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from conversations.state import IntakeDraft
-from handlers.summary import ARCHIVE_KINDS, CaseSummary, build_summary
-from handlers.summary_html import render_html
-from handlers.summary_pdf import render_pdf
+from handlers.documents.summary import ARCHIVE_KINDS, CaseSummary, build_summary
+from handlers.documents.summary_html import render_html
+from handlers.documents.summary_pdf import render_pdf
 from records.checklist import ITEMS, checklist_for
 from records.classify import FileKind
 from storage.documents import DocumentRow

@@ -27,13 +27,13 @@ from conversations.fit import (
     FitAssessment,
     assess,
 )
-from conversations.i18n import N_, Translator, translator
+from conversations.i18n import Translator, translator
 from conversations.state import IntakeDraft, TimelineEntry
 from conversations.steps.case_details import question_text
 from conversations.steps.fit import GOAL_CHOICES, YES_NO_UNSURE
 from conversations.steps.people import RELATIONSHIPS
 from conversations.steps.records import item_title
-from handlers.ingest import instance_from_json
+from handlers.ingest.ingestor import instance_from_json
 from records.checklist import (
     AREAS,
     ITEMS,
@@ -45,6 +45,7 @@ from records.checklist import (
 )
 from records.classify import FileKind
 from records.dicom import StudySummary, summarize
+from records.markers import N_
 from storage.documents import DocumentRow
 from storage.models import Case
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from handlers.summary import CaseSummary, Entry, Half, Section
+from handlers.documents.summary import CaseSummary, Entry, Half, Section
 
 STYLE = """
 body { font-family: "Noto Sans", "Noto Sans CJK SC", "Noto Naskh Arabic", sans-serif;

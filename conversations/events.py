@@ -22,10 +22,9 @@ class InboundKind(StrEnum):
     SYSTEM = "system"
 
 
-# FileRef sources Huizhen itself resolves, whatever the channel: a file in its own store (a
-# preview, an opinion) and a file that arrived through the upload page.
+# The FileRef source of a file in Huizhen's own store (a preview, an opinion), whatever the
+# channel. A file that arrived through the upload page is `storage.uploads.UPLOAD_SOURCE`.
 STORE_SOURCE = "store:"
-UPLOAD_SOURCE = "upload:"
 
 
 class FileRef(BaseModel):

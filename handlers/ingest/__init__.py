@@ -1,0 +1,1 @@
+"""Files into records: store, unpack, analyse, in a child process with limits."""

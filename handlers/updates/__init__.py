@@ -1,0 +1,1 @@
+"""The path of one update: its transaction, delivery of the outbox, failures, metrics."""
