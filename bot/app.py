@@ -106,7 +106,7 @@ class App:
 
     def scheduled_work(self) -> None:
         """Reminders to patients, idle cases surfaced to coordinators, and the retention rules
-        (handlers/retention.py): read from the rows themselves, so a restart loses nothing
+        (handlers/privacy/retention.py): read from the rows themselves, so a restart loses nothing
         and nothing is done twice. With several workers, one at a time does it."""
         with run_once(self.engine, "scheduled-work") as mine:
             if mine:

@@ -1,7 +1,7 @@
 """Logging: one JSON object per line, and nothing private in it.
 
 Our own log calls name ids, counts and kinds of error, never what a patient wrote or sent
-(see `handlers/delivery.py`). Libraries are another matter: HTTP clients log each request's
+(see `handlers/updates/delivery.py`). Libraries are another matter: HTTP clients log each request's
 URL, and a Bot API URL holds the bot's token (a WeChat API URL the access token and a
 follower's openid); SQLAlchemy logs every statement with its values once its logger is at
 INFO; pydicom quotes values read from patients' files. Those loggers are held at WARNING or

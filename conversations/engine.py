@@ -1,6 +1,6 @@
 """The conversation engine: a pure function (state, event) -> (state, replies, effects).
 
-Persistence and delivery wrap around it (handlers/pipeline.py); nothing here touches a database,
+Persistence and delivery wrap around it (handlers/updates/); nothing here touches a database,
 a file or a network, so random event sequences can drive it in tests.
 """
 

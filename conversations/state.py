@@ -100,7 +100,7 @@ class SubmittedCase(BaseModel):
     case_id: str
     reference: str
     submitted_at: datetime
-    # Where the coordinators have it (handlers/casework.py STATUSES), as last told.
+    # Where the coordinators have it (conversations/case_status.py), as last told.
     status: str = "submitted"
     # Checklist items the coordinator asked for, and their note (their words, verbatim).
     requested: list[str] = Field(default_factory=list)
@@ -145,7 +145,7 @@ class ConversationState(BaseModel):
     # Unsubmitted cases the patient started again from (/restart, /newcase): files they held
     # are still stored under these ids until the patient is erased.
     earlier_drafts: list[str] = Field(default_factory=list)
-    # When the patient was told their unfinished case would be erased (handlers/retention.py).
+    # When the patient was told their unfinished case would be erased (handlers/privacy/retention.py).
     retention_warned_at: datetime | None = None
 
     @property

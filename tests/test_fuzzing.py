@@ -1037,7 +1037,7 @@ def files_under(folder: Path) -> set[Path]:
 def test_an_archive_is_stored_whole_or_not_at_all_and_only_in_the_store(
     case: ArchiveCase, quota: int
 ) -> None:
-    """What the worker does with an upload (handlers/analysis.py): each member into the
+    """What the worker does with an upload (handlers/ingest/analysis.py): each member into the
     encrypted store, and on any refusal every member it added removed again."""
     data = case.bytes()
     with tempfile.TemporaryDirectory() as folder:
@@ -1215,7 +1215,7 @@ mutations = st.one_of(
 
 
 def inspect_dicom(data: bytes, on_disk: bool) -> list[object]:
-    """What the worker learns of a file (handlers/analysis.py): an instance, a DICOMDIR's
+    """What the worker learns of a file (handlers/ingest/analysis.py): an instance, a DICOMDIR's
     index, or a problem code; nothing else may come out of it."""
     outcomes: list[object] = []
     for reader in (read_instance, read_dicomdir):

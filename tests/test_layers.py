@@ -58,3 +58,18 @@ def test_the_walk_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text("def later() -> None:\n    from handlers.updates import pipeline\n")
     assert _imports(module) == [(2, "handlers.updates")]
+
+
+def test_the_architecture_picture_shows_exactly_the_allowed_imports() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    picture = text.split("```mermaid", 1)[1].split("```", 1)[0]
+    arrows = {
+        (left.strip(), right.strip())
+        for line in picture.splitlines()
+        if "-->" in line
+        for left, right in [line.split("-->")]
+    }
+    allowed = {
+        (layer, other) for layer, others in ALLOWED.items() for other in others if other != layer
+    }
+    assert arrows == allowed
