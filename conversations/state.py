@@ -145,7 +145,7 @@ class ConversationState(BaseModel):
     # Unsubmitted cases the patient started again from (/restart, /newcase): files they held
     # are still stored under these ids until the patient is erased.
     earlier_drafts: list[str] = Field(default_factory=list)
-    # When the patient was told their unfinished case would be erased (handlers/privacy/retention.py).
+    # When the patient was told their unfinished case would be erased (handlers/privacy/).
     retention_warned_at: datetime | None = None
 
     @property
