@@ -156,7 +156,7 @@ def _half(pdf: _SummaryPdf, half: Half) -> None:
     pdf.set_text_color(0)
     for section in half.sections:
         _section(pdf, section)
-        if section.id == "investigations" and pdf.summary.studies:
+        if section.studies and pdf.summary.studies:
             _studies(pdf, half)
     pdf.heading(language.checklist_title, 13, before=5)
     _lines(pdf, half.checklist)
