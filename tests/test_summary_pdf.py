@@ -21,7 +21,7 @@ from handlers.documents.summary import SECTIONS, build_summary
 from handlers.documents.summary_html import render_html
 from handlers.documents.summary_pdf import FontsMissing, render_pdf
 from tests.conftest import Chat
-from tests.test_summary import NOW, constructed_case, submit_oncology_case
+from tests.test_summary import NOW, constructed_case, document, submit_oncology_case
 
 PAGE_ONE_PNG = Path("/tmp/summary_page1.png")
 HEADING_ZH = {spec.id: spec.title_zh for spec in SECTIONS}
@@ -109,6 +109,32 @@ def test_the_rendered_headings_follow_the_section_table_with_the_studies_in_inve
             start = rendered.index(heading["investigations"])
             end = rendered.index(heading["diagnosis"])
             assert study_cell in rendered[start:end]
+
+
+def test_every_checklist_line_reads_back_after_a_translation_and_across_page_breaks(
+    tmp_path: Path,
+) -> None:
+    # A translated last section, then checklist lines that start with ★ (a fallback font's
+    # glyph) and mix Latin and Chinese: once drawn in the wrong font, or in none.
+    documents = [
+        document(item, f"{item}.pdf")
+        for item in ("diagnosis_reports", "labs", "treatment_history", "discharge_summaries")
+    ]
+    summary = build_summary(constructed_case(), documents, {"purpose": "x"}, NOW)
+    pdf = tmp_path / "summary.pdf"
+    pdf.write_bytes(render_pdf(summary))
+    read = subprocess.run(
+        [poppler("pdftotext"), "-enc", "UTF-8", str(pdf), "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "Syntax Error" not in read.stderr  # "No font in show": text drawn in no font
+    plain = "".join(_BIDI_CONTROLS.sub("", read.stdout).split())
+    for half in summary.halves:
+        for line in (*half.checklist, *half.fit[:3]):
+            assert "".join(line.split()) in plain, line
 
 
 class _Page(HTMLParser):

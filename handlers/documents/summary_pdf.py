@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
@@ -112,6 +113,27 @@ class _SummaryPdf(FPDF):
         self.set_creation_date(summary.prepared_at)
         self.has_bold = _add_fonts(self)
         self.set_text_shaping(True)
+
+    # fpdf2 (2.8.9) sets a page's font lazily, with the first line drawn. When that line starts
+    # in a fallback font (★, Chinese) and ends in another, the font lands inside the line's
+    # q … Q and is dropped with it, while fpdf2 counts it as set: later lines are drawn in the
+    # heading's font with the wrong glyphs, or in no font at all. Setting it first, outside any
+    # line (an empty text() does), keeps every line readable.
+    def multi_cell(self, *args: Any, **kwargs: Any) -> Any:
+        self._pin_font()
+        return super().multi_cell(*args, **kwargs)
+
+    def write(self, *args: Any, **kwargs: Any) -> Any:
+        self._pin_font()
+        return super().write(*args, **kwargs)
+
+    def cell(self, *args: Any, **kwargs: Any) -> Any:
+        self._pin_font()
+        return super().cell(*args, **kwargs)
+
+    def _pin_font(self) -> None:
+        if self.page and not self.current_font_is_set_on_page:
+            self.text(self.x, self.y, "")
 
     def footer(self) -> None:
         self.set_y(-12)
