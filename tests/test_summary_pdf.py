@@ -137,6 +137,31 @@ def test_every_checklist_line_reads_back_after_a_translation_and_across_page_bre
             assert "".join(line.split()) in plain, line
 
 
+def test_no_heading_is_left_alone_at_the_foot_of_a_page(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    submitted = submit_oncology_case(chat, app, tmp_path)
+    # With this translation the Chinese half's checklist heading falls at the foot of page 1.
+    summary = build_summary(submitted.case, submitted.documents, {"diagnosis": "肺癌，3厘米"}, NOW)
+    headings = {spec.title_zh for spec in SECTIONS} | {spec.title_en for spec in SECTIONS}
+    for half in summary.halves:
+        headings |= {half.language.checklist_title, half.language.fit_title}
+    pdf = tmp_path / "summary.pdf"
+    pdf.write_bytes(render_pdf(summary))
+    text = subprocess.run(
+        # -layout: the lines top to bottom, as they stand on the page
+        [poppler("pdftotext"), "-layout", "-enc", "UTF-8", str(pdf), "-"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    for number, page in enumerate(text.split("\f")[:-1], start=1):
+        lines = [line.strip() for line in page.splitlines() if line.strip()]
+        body = [line for line in lines if "Case summary ·" not in line]  # without the footer
+        assert body[-1] not in headings, f"page {number} ends with the heading {body[-1]}"
+
+
 class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

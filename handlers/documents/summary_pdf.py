@@ -55,6 +55,7 @@ FONTS = (
 
 BODY_SIZE = 10
 LINE_HEIGHT = 5.4
+KEEP_WITH_HEADING = 2  # lines that must fit under a heading on its page
 GREY = (110, 110, 110)
 TRANSLATION_FILL = (255, 248, 220)
 # Study table column widths, relative (date, modality, body part, description, series,
@@ -144,7 +145,11 @@ class _SummaryPdf(FPDF):
         self.set_text_color(0)
 
     def heading(self, text: str, size: float, before: float = 3) -> None:
-        self.ln(before)
+        # A heading stays with the first lines under it, never alone at the foot of a page.
+        if self.will_page_break(before + size * 0.5 + 1 + KEEP_WITH_HEADING * LINE_HEIGHT):
+            self.add_page()
+        else:
+            self.ln(before)
         self.set_font(TEXT_FAMILY, "B" if self.has_bold else "", size)
         self.multi_cell(0, size * 0.5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.set_font(TEXT_FAMILY, size=BODY_SIZE)
