@@ -16,7 +16,7 @@ from bot.app import App, build_app
 from bot.config import Settings
 from handlers.casework.desk import render_card
 from handlers.casework.operations import STATUSES, Actor, CaseworkRefused
-from handlers.documents.summary import SECTION_IDS
+from handlers.documents.summary import SECTIONS
 from records.checklist import ITEMS
 
 
@@ -39,7 +39,7 @@ def add_commands(queue: argparse.ArgumentParser) -> None:
     status.add_argument("--reason", default="", help="for declined: the reason the patient sees")
     translate = commands.add_parser("translate", help="attach a translation of a section")
     translate.add_argument("reference")
-    translate.add_argument("section", choices=SECTION_IDS)
+    translate.add_argument("section", choices=[spec.id for spec in SECTIONS])
     translate.add_argument("text")
     opinion = commands.add_parser("opinion", help="attach the written opinion and deliver it")
     opinion.add_argument("reference")

@@ -42,6 +42,9 @@ class ChecklistItem:
     hint: str
     how_to_get: str
     request_zh: str
+    # The id of the case summary section whose reader needs these documents (the summary
+    # points there to them); tests/test_summary.py checks every id names a section.
+    section: str
 
 
 ITEMS: dict[str, ChecklistItem] = {
@@ -54,6 +57,7 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("The written reports and letters, not a summary from memory."),
             N_("Ask the clinic or hospital for copies of your reports and letters."),
             FULL_RECORD_REQUEST_ZH,
+            section="diagnosis",
         ),
         ChecklistItem(
             "imaging",
@@ -68,6 +72,7 @@ ITEMS: dict[str, ChecklistItem] = {
                 "DICOM format."
             ),
             "我需要原始影像资料（DICOM格式）的光盘或电子版。",
+            section="investigations",
         ),
         ChecklistItem(
             "radiology_reports",
@@ -76,6 +81,7 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("The written report that goes with each scan."),
             N_("The radiology department gives the report with the images."),
             "我需要影像学报告。",
+            section="investigations",
         ),
         ChecklistItem(
             "pathology_report",
@@ -84,6 +90,7 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("The report on tissue taken in a biopsy or operation."),
             N_("Ask the pathology department, or the doctor who arranged the biopsy."),
             "我需要病理报告。",
+            section="investigations",
         ),
         ChecklistItem(
             "pathology_slides",
@@ -95,6 +102,7 @@ ITEMS: dict[str, ChecklistItem] = {
             ),
             N_("Ask the pathology department to lend the slides or blocks; start early."),
             "我需要借出病理切片或蜡块，用于专家会诊。",
+            section="investigations",
         ),
         ChecklistItem(
             "labs",
@@ -103,6 +111,7 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("Recent blood tests and other lab results."),
             N_("Ask the clinic or the hospital laboratory for printed results."),
             "我需要最近的化验单。",
+            section="investigations",
         ),
         ChecklistItem(
             "genetic_tests",
@@ -111,6 +120,7 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("Any gene, biomarker or molecular test."),
             N_("Ask the doctor who ordered the test, or the testing laboratory."),
             "我需要基因检测报告。",
+            section="investigations",
         ),
         ChecklistItem(
             "treatment_history",
@@ -119,6 +129,7 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("Operations, chemotherapy, radiotherapy and other treatment, with dates."),
             N_("Your treating team or discharge papers usually list this."),
             FULL_RECORD_REQUEST_ZH,
+            section="treatment",
         ),
         ChecklistItem(
             "operative_notes",
@@ -127,6 +138,7 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("Only if there was an operation."),
             N_("Ask the surgical department for the operation record."),
             "我需要手术记录。",
+            section="treatment",
         ),
         ChecklistItem(
             "discharge_summaries",
@@ -135,6 +147,7 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("The summary written when leaving hospital."),
             N_("Ask the hospital ward or records office."),
             "我需要出院小结。",
+            section="past_history",
         ),
         ChecklistItem(
             "medications",
@@ -143,6 +156,7 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("A list of medicines with doses, and any allergies."),
             N_("A photo of your medicine boxes or a list you write yourself is fine."),
             "我需要用药清单。",
+            section="medications_allergies",
         ),
         ChecklistItem(
             "ivf_records",
@@ -151,6 +165,7 @@ ITEMS: dict[str, ChecklistItem] = {
             N_("Details of each cycle, and reproductive test results."),
             N_("Ask your fertility clinic for the cycle records."),
             "我需要试管周期记录。",
+            section="investigations",
         ),
     )
 }

@@ -16,11 +16,9 @@ from conversations.questions import ALL_SUGGESTIONS
 from conversations.state import IntakeDraft, Question, RecordItem, TimelineEntry
 from conversations.steps.records import item_title
 from handlers.documents.summary import (
-    HEADINGS_EN,
-    HEADINGS_ZH,
     NOT_COLLECTED,
     PATIENT_WORDS,
-    SECTION_IDS,
+    SECTIONS,
     TRANSLATION_LABEL,
     UNTRANSLATED,
     CaseSummary,
@@ -28,7 +26,7 @@ from handlers.documents.summary import (
     Section,
     build_summary,
 )
-from records.checklist import AREAS, ITEMS, ONCOLOGY_KINDS
+from records.checklist import AREAS, CHECKLISTS, ITEMS, ONCOLOGY_KINDS
 from storage.documents import DocumentRow
 from storage.models import Case
 from tests.conftest import Chat
@@ -121,9 +119,9 @@ def test_the_summary_is_chinese_first_then_english_in_the_specialists_order(
         "治疗经过",
         "会诊目的",
     ]
-    assert [s.id for s in english.sections] == list(SECTION_IDS)
-    assert [s.heading for s in english.sections] == [HEADINGS_EN[i] for i in SECTION_IDS]
-    assert [s.heading for s in chinese.sections] == [HEADINGS_ZH[i] for i in SECTION_IDS]
+    assert [s.id for s in english.sections] == [spec.id for spec in SECTIONS]
+    assert [s.heading for s in english.sections] == [spec.title_en for spec in SECTIONS]
+    assert [s.heading for s in chinese.sections] == [spec.title_zh for spec in SECTIONS]
 
     # Structured answers come from the catalogs, in each half's language.
     for half, t in ((chinese, ZH), (english, EN)):
@@ -260,6 +258,21 @@ def test_a_coordinators_translation_is_shown_beside_the_patients_words() -> None
         # Other sections keep their mark until they are translated too.
         assert lines(half_after, "purpose")[0].endswith(t(UNTRANSLATED))
         assert not section(half_after, "purpose").translation
+
+
+def test_every_checklist_item_names_a_section_of_the_summary() -> None:
+    ids = [spec.id for spec in SECTIONS]
+    assert len(set(ids)) == len(ids)
+    assert {item.id: item.section for item in ITEMS.values() if item.section not in ids} == {}
+
+
+def test_each_items_documents_are_pointed_to_from_the_section_it_names_only() -> None:
+    for item in ITEMS.values():
+        area = next(area for area, (order, _) in CHECKLISTS.items() if item.id in order)
+        case = constructed_case(area=area)
+        summary = build_summary(case, [document(item.id, "report.pdf")], {}, NOW)
+        for half in summary.halves:
+            assert [s.id for s in half.sections if s.documents] == [item.section], item.id
 
 
 def test_what_the_intake_does_not_ask_points_to_the_documents_that_may_say_it() -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,13 +17,15 @@ from PIL import Image
 
 from bot.app import App
 from handlers.documents import summary_pdf
-from handlers.documents.summary import HEADINGS_EN, HEADINGS_ZH, SECTION_IDS, build_summary
+from handlers.documents.summary import SECTIONS, build_summary
 from handlers.documents.summary_html import render_html
 from handlers.documents.summary_pdf import FontsMissing, render_pdf
 from tests.conftest import Chat
-from tests.test_summary import NOW, constructed_case, submit_oncology_case
+from tests.test_summary import NOW, constructed_case, document, submit_oncology_case
 
 PAGE_ONE_PNG = Path("/tmp/summary_page1.png")
+HEADING_ZH = {spec.id: spec.title_zh for spec in SECTIONS}
+HEADING_EN = {spec.id: spec.title_en for spec in SECTIONS}
 # Directional marks and embeddings pdftotext adds around right-to-left runs.
 _BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -68,15 +71,95 @@ def test_the_pdf_shows_both_halves_and_every_script_the_patient_wrote_in(
         timeout=60,
     ).stdout
     plain = _BIDI_CONTROLS.sub("", text)
-    for section_id in SECTION_IDS:
-        assert HEADINGS_ZH[section_id] in plain
-        assert HEADINGS_EN[section_id] in plain
-    assert plain.index(HEADINGS_ZH["purpose"]) < plain.index(HEADINGS_EN["basic"])
+    for spec in SECTIONS:
+        assert spec.title_zh in plain
+        assert spec.title_en in plain
+    assert plain.index(HEADING_ZH["purpose"]) < plain.index(HEADING_EN["basic"])
     for word in ("Рак", "лёгкого", "кашель", "химиотерапия", "سرطان", "الرئة", "肺腺癌"):
         assert word in plain, word
     assert "肺癌，3厘米" in plain  # the coordinator's translation
     assert "CHEST" in plain and "2026-05-10" in plain  # the study table
     assert submitted.case.reference in plain
+
+
+def test_the_rendered_headings_follow_the_section_table_with_the_studies_in_investigations(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    submitted = submit_oncology_case(chat, app, tmp_path)
+    summary = build_summary(submitted.case, submitted.documents, {}, NOW)
+    titles = [*(spec.title_zh for spec in SECTIONS), *(spec.title_en for spec in SECTIONS)]
+    pdf = tmp_path / "summary.pdf"
+    pdf.write_bytes(render_pdf(summary))
+    text = subprocess.run(
+        [poppler("pdftotext"), "-enc", "UTF-8", str(pdf), "-"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    pdf_lines = [line.strip() for line in _BIDI_CONTROLS.sub("", text).splitlines()]
+    # The HTML's headings, and "<table>" where a table starts.
+    page = render_html(summary)
+    found = re.findall(r"<h2>(.*?)</h2>|(<table>)", page)
+    html_lines = [unescape(heading) or table for heading, table in found]
+    for rendered, study_cell in ((pdf_lines, "CHEST"), (html_lines, "<table>")):
+        assert [line for line in rendered if line in titles] == titles
+        # The study table sits between the investigations and diagnosis headings, in each half.
+        for heading in (HEADING_ZH, HEADING_EN):
+            start = rendered.index(heading["investigations"])
+            end = rendered.index(heading["diagnosis"])
+            assert study_cell in rendered[start:end]
+
+
+def test_every_checklist_line_reads_back_after_a_translation_and_across_page_breaks(
+    tmp_path: Path,
+) -> None:
+    # A translated last section, then checklist lines that start with ★ (a fallback font's
+    # glyph) and mix Latin and Chinese: once drawn in the wrong font, or in none.
+    documents = [
+        document(item, f"{item}.pdf")
+        for item in ("diagnosis_reports", "labs", "treatment_history", "discharge_summaries")
+    ]
+    summary = build_summary(constructed_case(), documents, {"purpose": "x"}, NOW)
+    pdf = tmp_path / "summary.pdf"
+    pdf.write_bytes(render_pdf(summary))
+    read = subprocess.run(
+        [poppler("pdftotext"), "-enc", "UTF-8", str(pdf), "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "Syntax Error" not in read.stderr  # "No font in show": text drawn in no font
+    plain = "".join(_BIDI_CONTROLS.sub("", read.stdout).split())
+    for half in summary.halves:
+        for line in (*half.checklist, *half.fit[:3]):
+            assert "".join(line.split()) in plain, line
+
+
+def test_no_heading_is_left_alone_at_the_foot_of_a_page(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    submitted = submit_oncology_case(chat, app, tmp_path)
+    # With this translation the Chinese half's checklist heading falls at the foot of page 1.
+    summary = build_summary(submitted.case, submitted.documents, {"diagnosis": "肺癌，3厘米"}, NOW)
+    headings = {spec.title_zh for spec in SECTIONS} | {spec.title_en for spec in SECTIONS}
+    for half in summary.halves:
+        headings |= {half.language.checklist_title, half.language.fit_title}
+    pdf = tmp_path / "summary.pdf"
+    pdf.write_bytes(render_pdf(summary))
+    text = subprocess.run(
+        # -layout: the lines top to bottom, as they stand on the page
+        [poppler("pdftotext"), "-layout", "-enc", "UTF-8", str(pdf), "-"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    for number, page in enumerate(text.split("\f")[:-1], start=1):
+        lines = [line.strip() for line in page.splitlines() if line.strip()]
+        body = [line for line in lines if "Case summary ·" not in line]  # without the footer
+        assert body[-1] not in headings, f"page {number} ends with the heading {body[-1]}"
 
 
 class _Page(HTMLParser):
@@ -100,8 +183,8 @@ def test_the_html_is_standalone_escaped_and_marks_languages_and_directions() -> 
     parsed = _Page()
     parsed.feed(page)
     text = "".join(parsed.text)
-    assert text.index(HEADINGS_ZH["basic"]) < text.index(HEADINGS_ZH["purpose"])
-    assert text.index(HEADINGS_ZH["purpose"]) < text.index(HEADINGS_EN["basic"])
+    assert text.index(HEADING_ZH["basic"]) < text.index(HEADING_ZH["purpose"])
+    assert text.index(HEADING_ZH["purpose"]) < text.index(HEADING_EN["basic"])
     assert "Can open-heart surgery be avoided?" in text
     halves = [attrs for tag, attrs in parsed.tags if attrs.get("class") == "half"]
     assert [(h["lang"], h["dir"]) for h in halves] == [("zh-Hans", "ltr"), ("en", "ltr")]

@@ -18,7 +18,7 @@ from conversations.i18n import COORDINATOR_LOCALES, bilingual, translator
 from conversations.state import ConversationState, IntakeDraft
 from conversations.steps.records import draft_readiness
 from handlers.casework.operations import Actor, Casework, CaseworkRefused
-from handlers.documents.summary import SECTION_IDS
+from handlers.documents.summary import SECTIONS
 from records import directions
 from records.checklist import AREAS, ITEMS, checklist_for
 from records.markers import N_
@@ -200,10 +200,11 @@ class CoordinatorDesk:
     def translate(self, actor_id: str, args: str) -> str:
         """`/translate REF SECTION text` in the coordinators' chat."""
         reference, section, text = [*args.split(maxsplit=2), "", "", ""][:3]
-        if section not in SECTION_IDS or not text.strip():
+        section_ids = [spec.id for spec in SECTIONS]
+        if section not in section_ids or not text.strip():
             return bilingual(
                 N_("Write: /translate REFERENCE SECTION text. Sections: {sections}"),
-                sections=", ".join(SECTION_IDS),
+                sections=", ".join(section_ids),
             )
         try:
             self.casework.translate(reference, section, text.strip(), Actor(actor_id, "chat"))

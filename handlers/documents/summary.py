@@ -13,7 +13,7 @@ The builder does all the wording; the renderers (summary_pdf, summary_html) only
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,41 +49,6 @@ from records.markers import N_
 from storage.documents import DocumentRow
 from storage.models import Case
 
-SECTION_IDS: tuple[str, ...] = (
-    "basic",
-    "chief_complaint",
-    "present_illness",
-    "past_history",
-    "medications_allergies",
-    "investigations",
-    "diagnosis",
-    "treatment",
-    "purpose",
-)
-# Fixed headings, not translated per reader: each half of the summary has one language.
-HEADINGS_ZH: dict[str, str] = {
-    "basic": "基本信息",
-    "chief_complaint": "主诉",
-    "present_illness": "现病史",
-    "past_history": "既往史",
-    "medications_allergies": "用药及过敏史",
-    "investigations": "辅助检查 (影像 / 病理 / 化验)",
-    "diagnosis": "诊断",
-    "treatment": "治疗经过",
-    "purpose": "会诊目的",
-}
-HEADINGS_EN: dict[str, str] = {
-    "basic": "Basic information",
-    "chief_complaint": "Chief complaint",
-    "present_illness": "History of present illness",
-    "past_history": "Past medical history",
-    "medications_allergies": "Medications and allergies",
-    "investigations": "Investigations (imaging / pathology / laboratory)",
-    "diagnosis": "Diagnosis",
-    "treatment": "Treatment so far",
-    "purpose": "Purpose of the consultation",
-}
-
 UNTRANSLATED = N_("(patient's words, untranslated)")
 PATIENT_WORDS = N_("(patient's words)")
 TRANSLATION_LABEL = N_("Coordinator's translation:")
@@ -107,22 +72,6 @@ _READINESS_STATUS = {
     "later": "later",
     "not_applicable": "not_applicable",
 }
-# Sections that point to the documents of checklist items (what the intake does not ask).
-SECTION_ITEMS: dict[str, tuple[str, ...]] = {
-    "past_history": ("discharge_summaries", "diagnosis_reports"),
-    "medications_allergies": ("medications",),
-    "investigations": (
-        "imaging",
-        "radiology_reports",
-        "pathology_report",
-        "pathology_slides",
-        "labs",
-        "genetic_tests",
-        "ivf_records",
-    ),
-    "diagnosis": ("diagnosis_reports",),
-    "treatment": ("treatment_history", "operative_notes"),
-}
 # Files Huizhen drew itself, or that came back from the specialists: not the patient's records.
 DERIVED_KINDS = frozenset({"preview", "contact_sheet", "opinion", "opinion_translation"})
 ARCHIVE_KINDS = frozenset({FileKind.ZIP.value, FileKind.TAR.value})
@@ -135,7 +84,8 @@ class Language:
     code: str  # BCP 47, for the HTML lang attribute
     locale: str  # the catalog the structured answers come from
     title: str
-    headings: Mapping[str, str]
+    # The section headings are fixed, not translated per reader: each half has one language.
+    heading: Callable[[SectionSpec], str]
     studies_title: str
     study_columns: tuple[str, ...]
     checklist_title: str
@@ -146,7 +96,7 @@ CHINESE = Language(
     code="zh-Hans",
     locale="zh_Hans",
     title="会诊病例摘要",
-    headings=HEADINGS_ZH,
+    heading=lambda spec: spec.title_zh,
     studies_title="DICOM 影像检查",
     study_columns=("检查日期", "检查类型", "部位", "描述", "序列", "图像", "机构", "缺失图像"),
     checklist_title="病历资料清单",
@@ -156,7 +106,7 @@ ENGLISH = Language(
     code="en",
     locale="en",
     title="Case summary for a specialist consultation",
-    headings=HEADINGS_EN,
+    heading=lambda spec: spec.title_en,
     studies_title="DICOM studies",
     study_columns=(
         "Date",
@@ -204,8 +154,10 @@ class Section:
     # A coordinator's translation of this section's free text, with its label ("" if none).
     translation: str = ""
     translation_label: str = ""
-    # Where the records may say more: the documents of the matching checklist items.
+    # Where the records may say more: the documents of the checklist items naming it.
     documents: tuple[Entry, ...] = ()
+    # The DICOM study table follows the section's lines in the renderings.
+    studies: bool = False
 
 
 @dataclass(frozen=True)
@@ -381,17 +333,18 @@ def _half(facts: _Facts, language: Language) -> Half:
     t = translator(language.locale)
     writer = _Writer(facts, t)
     sections = []
-    for section_id in SECTION_IDS:
-        translation = without_controls(facts.translations.get(section_id, "")).strip()
+    for spec in SECTIONS:
+        translation = without_controls(facts.translations.get(spec.id, "")).strip()
         mark = t(PATIENT_WORDS if translation else UNTRANSLATED)
         sections.append(
             Section(
-                id=section_id,
-                heading=language.headings[section_id],
-                entries=tuple(writer.section(section_id, mark)),
+                id=spec.id,
+                heading=language.heading(spec),
+                entries=tuple(spec.build(writer, mark)),
                 translation=translation,
                 translation_label=t(TRANSLATION_LABEL) if translation else "",
-                documents=tuple(writer.documents(SECTION_ITEMS.get(section_id, ()))),
+                documents=tuple(writer.documents(spec.id)),
+                studies=spec.studies,
             )
         )
     return Half(
@@ -412,23 +365,9 @@ class _Writer:
         self.draft = facts.draft
         self.t = t
 
-    def section(self, section_id: str, mark: str) -> list[Entry]:
-        builders = {
-            "basic": self._basic,
-            "chief_complaint": self._chief_complaint,
-            "present_illness": self._present_illness,
-            "past_history": self._not_collected,
-            "medications_allergies": self._not_collected,
-            "investigations": self._investigations,
-            "diagnosis": self._diagnosis,
-            "treatment": self._treatment,
-            "purpose": self._purpose,
-        }
-        return builders[section_id](mark)
+    # --- the sections' lines (SECTIONS below says which section each writes) -------------
 
-    # --- the sections, in the order Chinese specialists read them ------------------------
-
-    def _basic(self, mark: str) -> list[Entry]:
+    def basic(self, mark: str) -> list[Entry]:
         t, draft, case = self.t, self.draft, self.facts.case
         entries = [
             Entry(t("Case {reference}", reference=case.reference)),
@@ -453,7 +392,7 @@ class _Writer:
             entries.append(Entry(t("Birth date on the scans: {date}", date=birth)))
         return entries
 
-    def _chief_complaint(self, mark: str) -> list[Entry]:
+    def chief_complaint(self, mark: str) -> list[Entry]:
         t, draft = self.t, self.draft
         area = t(AREAS[draft.area]) if draft.area in AREAS else "—"
         if draft.subarea in ONCOLOGY_KINDS:
@@ -467,32 +406,32 @@ class _Writer:
             entries.append(Entry(t("Earliest event in the timeline:"), earliest, mark))
         return entries
 
-    def _present_illness(self, mark: str) -> list[Entry]:
+    def present_illness(self, mark: str) -> list[Entry]:
         if not self.draft.timeline:
             return [Entry(self.t("No timeline was given."))]
         return [Entry("•", _event(entry), mark) for entry in self.draft.timeline]
 
-    def _not_collected(self, mark: str) -> list[Entry]:
+    def not_collected(self, mark: str) -> list[Entry]:
         return [Entry(self.t(NOT_COLLECTED))]
 
-    def _investigations(self, mark: str) -> list[Entry]:
+    def investigations(self, mark: str) -> list[Entry]:
         # The study table follows the section's lines; without studies, say so.
         return [] if self.facts.studies else [Entry(self.t("No DICOM scans among the files."))]
 
-    def _diagnosis(self, mark: str) -> list[Entry]:
+    def diagnosis(self, mark: str) -> list[Entry]:
         t = self.t
         if self.draft.diagnosis:
             return [Entry(t("Diagnosis given so far:"), self.draft.diagnosis, mark)]
         return [Entry(t("Diagnosis: {value}", value=t("No diagnosis yet")))]
 
-    def _treatment(self, mark: str) -> list[Entry]:
+    def treatment(self, mark: str) -> list[Entry]:
         return [
             Entry(f"{self.t(SITUATION_QUESTIONS[key])} {self._answer(key)}")
             for key in ("treatment_started", "irreversible")
             if key in self.draft.situation
         ]
 
-    def _purpose(self, mark: str) -> list[Entry]:
+    def purpose(self, mark: str) -> list[Entry]:
         t = self.t
         entries = []
         for number, question in enumerate(self.draft.questions, start=1):
@@ -515,12 +454,13 @@ class _Writer:
         answer = self.draft.situation[key]
         return self.t(ANSWER_LABELS[answer]) if answer in ANSWER_LABELS else answer
 
-    def documents(self, item_ids: Sequence[str]) -> list[Entry]:
-        """Where the intake asks nothing, the records may say it: point to them."""
+    def documents(self, section_id: str) -> list[Entry]:
+        """Where the intake asks nothing, the records may say it: point to the documents of
+        the checklist items that name this section."""
         t = self.t
         entries = []
         for row in self.facts.checklist:
-            if row.item in item_ids and row.files:
+            if ITEMS[row.item].section == section_id and row.files:
                 # A call nested in the arguments hides the plural form from Babel's extractor.
                 title = item_title(ITEMS[row.item], t)
                 text = t.plural(
@@ -559,6 +499,45 @@ class _Writer:
             t("Readiness: {score}%", score=self.facts.readiness.score),
             t("Missing: {items}", items=t.join(missing) or t("none")),
         ]
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """One section of the summary. `id` is what a coordinator names to translate it and what
+    checklist items name to be pointed to from it (records.checklist.ChecklistItem.section)."""
+
+    id: str
+    title_zh: str
+    title_en: str
+    # Writes the section's lines in one half's language; the argument is the mark that
+    # follows the patient's own words.
+    build: Callable[[_Writer, str], list[Entry]]
+    studies: bool = False  # the DICOM study table follows the section's lines
+
+
+# The sections, in the order Chinese specialists read a case (shared/domain.md).
+SECTIONS: tuple[SectionSpec, ...] = (
+    SectionSpec("basic", "基本信息", "Basic information", _Writer.basic),
+    SectionSpec("chief_complaint", "主诉", "Chief complaint", _Writer.chief_complaint),
+    SectionSpec("present_illness", "现病史", "History of present illness", _Writer.present_illness),
+    SectionSpec("past_history", "既往史", "Past medical history", _Writer.not_collected),
+    SectionSpec(
+        "medications_allergies",
+        "用药及过敏史",
+        "Medications and allergies",
+        _Writer.not_collected,
+    ),
+    SectionSpec(
+        "investigations",
+        "辅助检查 (影像 / 病理 / 化验)",
+        "Investigations (imaging / pathology / laboratory)",
+        _Writer.investigations,
+        studies=True,
+    ),
+    SectionSpec("diagnosis", "诊断", "Diagnosis", _Writer.diagnosis),
+    SectionSpec("treatment", "治疗经过", "Treatment so far", _Writer.treatment),
+    SectionSpec("purpose", "会诊目的", "Purpose of the consultation", _Writer.purpose),
+)
 
 
 ANSWER_LABELS: dict[str, str] = {

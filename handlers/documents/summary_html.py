@@ -49,7 +49,7 @@ def _half(summary: CaseSummary, half: Half) -> str:
     ]
     for section in half.sections:
         parts.append(_section(section, language.code, summary.locale))
-        if section.id == "investigations" and summary.studies:
+        if section.studies and summary.studies:
             parts.append(_studies(summary, half))
     parts += [
         f"<h2>{escape(language.checklist_title)}</h2>",

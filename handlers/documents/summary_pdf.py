@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
@@ -54,6 +55,7 @@ FONTS = (
 
 BODY_SIZE = 10
 LINE_HEIGHT = 5.4
+KEEP_WITH_HEADING = 2  # lines that must fit under a heading on its page
 GREY = (110, 110, 110)
 TRANSLATION_FILL = (255, 248, 220)
 # Study table column widths, relative (date, modality, body part, description, series,
@@ -113,6 +115,27 @@ class _SummaryPdf(FPDF):
         self.has_bold = _add_fonts(self)
         self.set_text_shaping(True)
 
+    # fpdf2 (2.8.9) sets a page's font lazily, with the first line drawn. When that line starts
+    # in a fallback font (★, Chinese) and ends in another, the font lands inside the line's
+    # q … Q and is dropped with it, while fpdf2 counts it as set: later lines are drawn in the
+    # heading's font with the wrong glyphs, or in no font at all. Setting it first, outside any
+    # line (an empty text() does), keeps every line readable.
+    def multi_cell(self, *args: Any, **kwargs: Any) -> Any:
+        self._pin_font()
+        return super().multi_cell(*args, **kwargs)
+
+    def write(self, *args: Any, **kwargs: Any) -> Any:
+        self._pin_font()
+        return super().write(*args, **kwargs)
+
+    def cell(self, *args: Any, **kwargs: Any) -> Any:
+        self._pin_font()
+        return super().cell(*args, **kwargs)
+
+    def _pin_font(self) -> None:
+        if self.page and not self.current_font_is_set_on_page:
+            self.text(self.x, self.y, "")
+
     def footer(self) -> None:
         self.set_y(-12)
         self.set_font(TEXT_FAMILY, size=8)
@@ -122,7 +145,11 @@ class _SummaryPdf(FPDF):
         self.set_text_color(0)
 
     def heading(self, text: str, size: float, before: float = 3) -> None:
-        self.ln(before)
+        # A heading stays with the first lines under it, never alone at the foot of a page.
+        if self.will_page_break(before + size * 0.5 + 1 + KEEP_WITH_HEADING * LINE_HEIGHT):
+            self.add_page()
+        else:
+            self.ln(before)
         self.set_font(TEXT_FAMILY, "B" if self.has_bold else "", size)
         self.multi_cell(0, size * 0.5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.set_font(TEXT_FAMILY, size=BODY_SIZE)
@@ -156,7 +183,7 @@ def _half(pdf: _SummaryPdf, half: Half) -> None:
     pdf.set_text_color(0)
     for section in half.sections:
         _section(pdf, section)
-        if section.id == "investigations" and pdf.summary.studies:
+        if section.studies and pdf.summary.studies:
             _studies(pdf, half)
     pdf.heading(language.checklist_title, 13, before=5)
     _lines(pdf, half.checklist)
