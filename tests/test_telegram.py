@@ -701,3 +701,48 @@ def test_behind_a_local_bot_api_server_a_large_file_is_taken_from_the_shared_fol
             assert documents(channel)[0].sha256 == hashlib.sha256(letter).hexdigest()
 
     run(scenario)
+
+
+def test_in_a_group_a_patient_is_asked_once_to_write_privately_and_nothing_is_kept(
+    settings: Settings, library: str
+) -> None:
+    """A data copy asked for in a group would be read by the whole group: patients are served
+    in a private chat only, and a group hears one kind word, however much is written there."""
+    group, other_group = -1005550001, -1005550002
+
+    async def scenario() -> None:
+        async with FakeBotApi() as fake:
+            fake.add_chat(COORDINATOR_CHAT, "supergroup", "Coordinators")
+            fake.add_chat(group, "supergroup", "Family")
+            fake.add_chat(other_group, "group", "Friends")
+            async with bot(telegram_settings(settings, fake, library)) as channel:
+                fake.push_update(fake.command(510, "/start", chat_id=group))
+                await fake.wait_for_sent(group, 1)
+                fake.push_update(fake.command(510, "/export", chat_id=group))
+                fake.push_update(fake.text_message(511, "my mother has cancer", chat_id=group))
+                fake.push_update(
+                    fake.document(
+                        510, "biopsy.pdf", b"%PDF-1.4 b", "application/pdf", chat_id=group
+                    )
+                )
+                fake.push_update(fake.callback(510, "consent|agree", 1, chat_id=group))
+                fake.push_update(fake.text_message(512, "hello", chat_id=other_group))
+                await fake.wait_for_sent(other_group, 1)
+                await settle(fake)
+
+                said = fake.sent(group)
+                assert len(said) == 1 and said[0].method == "sendMessage"
+                assert "Please open a chat with me and write to me there." in texts(said)
+                assert len(fake.sent(other_group)) == 1
+                assert not any(s.method == "sendDocument" for s in fake.sent())
+                assert not fake.calls_of("getFile")
+                assert documents(channel) == []
+                for user in ("510", "511", "512"):
+                    assert channel.app.pipeline.state_of(ConversationKey("telegram", user)) is None
+                assert fake.sent(COORDINATOR_CHAT) == []
+
+                # The same person in a private chat is served as always.
+                reply = await Patient(fake, 510).command("/start")
+                assert "Hello, I'm Huizhen" in reply
+
+    run(scenario)
