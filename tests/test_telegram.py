@@ -746,3 +746,57 @@ def test_in_a_group_a_patient_is_asked_once_to_write_privately_and_nothing_is_ke
                 assert "Hello, I'm Huizhen" in reply
 
     run(scenario)
+
+
+def test_a_forged_press_in_the_coordinators_group_changes_no_card(
+    settings: Settings, library: str
+) -> None:
+    """Button data comes from the client: a press naming another case than the card's is
+    refused, and a refused press redraws nothing (it once showed one case's card as another's)."""
+
+    async def submit(patient: Patient) -> None:
+        await through_to_records(patient)
+        while "Send it now" in str(patient.question().buttons):
+            await patient.press("I'll get it later")
+        await patient.press("Continue to review")
+        await patient.press("Submit the case")
+
+    async def scenario() -> None:
+        async with FakeBotApi() as fake:
+            fake.add_chat(COORDINATOR_CHAT, "supergroup", "Coordinators")
+            async with bot(telegram_settings(settings, fake, library)) as channel:
+                await submit(Patient(fake, 520))
+                await fake.wait_for_sent(COORDINATOR_CHAT, 1)
+                await submit(Patient(fake, 521))
+                first, second = await fake.wait_for_sent(COORDINATOR_CHAT, 2)
+                await settle(fake)
+                other = next(
+                    c.reference
+                    for c in channel.app.queue.list()
+                    if c.reference in (second.plain_text or "")
+                )
+                shown = (fake.message(COORDINATOR_CHAT, first.message_id) or {})["text"]
+
+                async def press(user: int, data: str) -> str:
+                    before = len(fake.callback_answers)
+                    update = fake.callback(user, data, first.message_id, chat_id=COORDINATOR_CHAT)
+                    fake.push_update(update)
+                    await fake.wait_for(lambda: len(fake.callback_answers) > before)
+                    await settle(fake)
+                    return fake.callback_answers[-1].text or ""
+
+                await press(STRANGER, f"claim:{other}")
+                await press(STRANGER, first.callback_data[0])  # the card's own Claim
+                answer = await press(COORDINATOR, f"claim:{other}")
+                assert "That button is not on this case's card." in answer
+                edits = [s for s in fake.sent(COORDINATOR_CHAT) if s.method == "editMessageText"]
+                assert edits == []
+                assert (fake.message(COORDINATOR_CHAT, first.message_id) or {})["text"] == shown
+                assert {c.status for c in channel.app.queue.list()} == {"submitted"}
+
+                # The card's own button still works for a coordinator.
+                assert "You have claimed" in await press(COORDINATOR, first.callback_data[0])
+                now = (fake.message(COORDINATOR_CHAT, first.message_id) or {})["text"]
+                assert "Claimed by: 900" in now and other not in now
+
+    run(scenario)

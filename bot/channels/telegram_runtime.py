@@ -320,7 +320,9 @@ class TelegramChannel:
                 with contextlib.suppress(Exception):
                     await self.client.answer_callback(item.callback_query_id, None)
             return
-        result = await asyncio.to_thread(self.desk.act, inbound.user_key, inbound.choice_id, now)
+        result = await asyncio.to_thread(
+            self.desk.act, inbound.user_key, inbound.choice_id, inbound.message_ref, now
+        )
         if not result.allowed:
             log.warning("refused a coordinator action from an account not listed")
         if item.callback_query_id:
@@ -360,7 +362,9 @@ class TelegramChannel:
         buttons = [Button(label, action) for label, action in card.actions]
         await self.limiter.acquire(chat)
         sent = await self.client.send_text(chat, card.text, buttons, message_id)
-        if message_id is None:
+        if sent != message_id:
+            # A new card, or one sent anew because the old could not be edited: presses are
+            # obeyed only on the message remembered here.
             await asyncio.to_thread(self.desk.remember_card, reference, str(sent))
         return True
 
