@@ -342,6 +342,11 @@ def test_an_oversized_file_gets_a_kind_message(settings: Settings, library: str)
             # A fresh upload link for this case, valid for a day; only its hash is stored.
             link = re.search(r"https://huizhen\.example/u/([\w-]+)", reply)
             assert link is not None and "valid for 24 hours" in reply
+            # Telegram's preview fetcher must never open a private link: no text has a preview.
+            [with_link] = [s for s in fake.sent(504) if link.group(0) in (s.text or "")]
+            assert with_link.params["link_preview_options"] == {"is_disabled": True}
+            texts_sent = [s for s in fake.sent() if s.method in ("sendMessage", "editMessageText")]
+            assert all(s.params.get("link_preview_options") for s in texts_sent)
             grant = channel.app.upload_tokens.resolve(link.group(1), datetime.now(UTC))
             assert grant is not None and grant.chat_key == "504"
             with Session(channel.app.engine) as session:
