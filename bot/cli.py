@@ -12,6 +12,7 @@ from bot.app import build_app
 from bot.channels.console import ConsoleChannel, console_language_hint
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
+from bot.terminal import visible_output
 from storage.database import SchemaOutdated, make_engine, migrate
 from storage.files import CorruptFile
 
@@ -97,14 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate(settings)
     if args.command == "rotate-key":
         return _rotate_key(settings)
-    if args.command == "audit":
-        return audit_cli.run(settings, args)
     try:
         if args.command == "chat":
             return _chat(settings, args.user)
         if args.command == "run":
             return _run(settings)
-        return queue_cli.run(settings, args)
+        # What a coordinator reads in a terminal holds patients' words: shown, never obeyed.
+        with visible_output():
+            if args.command == "audit":
+                return audit_cli.run(settings, args)
+            return queue_cli.run(settings, args)
     except SchemaOutdated as error:
         print(f"Huizhen cannot start: {error}", file=sys.stderr)
         return 2

@@ -201,3 +201,37 @@ def test_an_export_is_written_by_the_cli_and_recorded(
         assert "Basic information" in text
     events = app.casework.events(app.queue.list()[0].id)
     assert [(e.kind, e.actor) for e in events if e.kind == "export"] == [("export", "cli:900")]
+
+
+def test_terminal_escapes_in_a_patients_words_reach_the_cli_only_as_visible_text(
+    chat: Chat,
+    app: App,
+    cli,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    """ESC ] 0 ; title BEL in a file name, a note or a follow-up would retitle (or worse) the
+    coordinator's terminal, and U+202E would make a line read backwards: shown, never obeyed."""
+    title = "\x1b]0;pwned\x07"
+    to_review(chat, diagnosis=f"Disc herniation {title}")
+    chat.press("Submit the case")
+    reference = app.queue.list()[0].reference
+    assert cli("claim", reference, "--as", "900") == 0
+    assert cli("request", reference, "imaging", "--note", f"CT {title}", "--as", "900") == 0
+    deliver(chat)
+    letter = tmp_path / f"scan{title}\u202efdp.exe"
+    letter.write_bytes(b"%PDF-1.4 radiology report")
+    chat.say(str(letter))
+    note = f"checked\x1b[2J\r\u2066 {title}"
+    assert cli("status", reference, "ready_to_send", "--note", note, "--as", "900") == 0
+    capsys.readouterr()
+
+    assert cli("show", reference, "--as", "900") == 0
+    assert cli("list") == 0
+    assert main(["audit", "--case", reference]) == 0
+    out = capsys.readouterr()
+    for hidden in ("\x1b", "\x07", "\r", "\u202e", "\u2066"):
+        assert hidden not in out.out + out.err
+    assert "scan\\x1b]0;pwned\\x07\\u202efdp.exe" in out.out
+    assert '"checked\\x1b[2J\\x0d\\u2066 \\x1b]0;pwned\\x07"' in out.out
+    assert "\nDocuments:\n" in out.out and "\nHistory:\n" in out.out  # the layout stays

@@ -402,7 +402,22 @@ def test_on_wechat_the_copy_comes_as_a_private_download_link(tmp_path: Path) -> 
                 )
                 [link] = re.findall(r"http://\S+/x/\S+", texts_sent[0])
                 async with aiohttp.ClientSession() as http:
-                    async with http.get(link) as response:
+                    # A link previewer's GET and HEAD get a page with a button, never the copy,
+                    # and are not taken for a download.
+                    preview = {"User-Agent": "TelegramBot (like TwitterBot)"}
+                    async with http.head(link, headers=preview) as response:
+                        assert response.status == 200
+                        assert response.headers["Content-Type"].startswith("text/html")
+                    async with http.get(link, headers=preview) as response:
+                        assert response.status == 200
+                        assert response.headers["Content-Type"].startswith("text/html")
+                        page = await response.text()
+                        assert '<form method="post">' in page and "Download my copy" in page
+                        assert "form-action 'self'" in response.headers["Content-Security-Policy"]
+                        assert response.headers["X-Frame-Options"] == "DENY"
+                    actions = [entry.action for entry in world.app.rights.audit.entries()]
+                    assert "export_downloaded" not in actions
+                    async with http.post(link) as response:
                         assert response.status == 200
                         assert response.headers["Content-Type"] == "application/zip"
                         body = await response.read()
@@ -411,17 +426,19 @@ def test_on_wechat_the_copy_comes_as_a_private_download_link(tmp_path: Path) -> 
                     assert conversation["draft"]["for_whom"] == "self"
                     # Not an upload link, and nothing else is served at it.
                     token = link.rsplit("/", 1)[1]
-                    async with http.get(f"{public}/x/{token}x") as response:
-                        assert response.status == 404
+                    for method in (http.get, http.post):
+                        async with method(f"{public}/x/{token}x") as response:
+                            assert response.status == 404
                     await follower.say("/delete")
                     await follower.press("Yes, delete everything")
                     await world.api.wait_for(
                         lambda: [t for t in world.api.texts_to("o-export-1") if "erased" in t]
                     )
-                    async with http.get(link) as response:
-                        assert response.status == 404
+                    for method in (http.get, http.post):
+                        async with method(link) as response:
+                            assert response.status == 404
                 actions = [entry.action for entry in world.app.rights.audit.entries()]
-                assert "export_downloaded" in actions and "erased" in actions
+                assert actions.count("export_downloaded") == 1 and "erased" in actions
             finally:
                 await runner.cleanup()
 

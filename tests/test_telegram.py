@@ -342,6 +342,11 @@ def test_an_oversized_file_gets_a_kind_message(settings: Settings, library: str)
             # A fresh upload link for this case, valid for a day; only its hash is stored.
             link = re.search(r"https://huizhen\.example/u/([\w-]+)", reply)
             assert link is not None and "valid for 24 hours" in reply
+            # Telegram's preview fetcher must never open a private link: no text has a preview.
+            [with_link] = [s for s in fake.sent(504) if link.group(0) in (s.text or "")]
+            assert with_link.params["link_preview_options"] == {"is_disabled": True}
+            texts_sent = [s for s in fake.sent() if s.method in ("sendMessage", "editMessageText")]
+            assert all(s.params.get("link_preview_options") for s in texts_sent)
             grant = channel.app.upload_tokens.resolve(link.group(1), datetime.now(UTC))
             assert grant is not None and grant.chat_key == "504"
             with Session(channel.app.engine) as session:
@@ -699,5 +704,104 @@ def test_behind_a_local_bot_api_server_a_large_file_is_taken_from_the_shared_fol
             assert "Received: summary.pdf" in reply
             await fake.wait_for(lambda: len(documents(channel)) == 1)
             assert documents(channel)[0].sha256 == hashlib.sha256(letter).hexdigest()
+
+    run(scenario)
+
+
+def test_in_a_group_a_patient_is_asked_once_to_write_privately_and_nothing_is_kept(
+    settings: Settings, library: str
+) -> None:
+    """A data copy asked for in a group would be read by the whole group: patients are served
+    in a private chat only, and a group hears one kind word, however much is written there."""
+    group, other_group = -1005550001, -1005550002
+
+    async def scenario() -> None:
+        async with FakeBotApi() as fake:
+            fake.add_chat(COORDINATOR_CHAT, "supergroup", "Coordinators")
+            fake.add_chat(group, "supergroup", "Family")
+            fake.add_chat(other_group, "group", "Friends")
+            async with bot(telegram_settings(settings, fake, library)) as channel:
+                fake.push_update(fake.command(510, "/start", chat_id=group))
+                await fake.wait_for_sent(group, 1)
+                fake.push_update(fake.command(510, "/export", chat_id=group))
+                fake.push_update(fake.text_message(511, "my mother has cancer", chat_id=group))
+                fake.push_update(
+                    fake.document(
+                        510, "biopsy.pdf", b"%PDF-1.4 b", "application/pdf", chat_id=group
+                    )
+                )
+                fake.push_update(fake.callback(510, "consent|agree", 1, chat_id=group))
+                fake.push_update(fake.text_message(512, "hello", chat_id=other_group))
+                await fake.wait_for_sent(other_group, 1)
+                await settle(fake)
+
+                said = fake.sent(group)
+                assert len(said) == 1 and said[0].method == "sendMessage"
+                assert "Please open a chat with me and write to me there." in texts(said)
+                assert len(fake.sent(other_group)) == 1
+                assert not any(s.method == "sendDocument" for s in fake.sent())
+                assert not fake.calls_of("getFile")
+                assert documents(channel) == []
+                for user in ("510", "511", "512"):
+                    assert channel.app.pipeline.state_of(ConversationKey("telegram", user)) is None
+                assert fake.sent(COORDINATOR_CHAT) == []
+
+                # The same person in a private chat is served as always.
+                reply = await Patient(fake, 510).command("/start")
+                assert "Hello, I'm Huizhen" in reply
+
+    run(scenario)
+
+
+def test_a_forged_press_in_the_coordinators_group_changes_no_card(
+    settings: Settings, library: str
+) -> None:
+    """Button data comes from the client: a press naming another case than the card's is
+    refused, and a refused press redraws nothing (it once showed one case's card as another's)."""
+
+    async def submit(patient: Patient) -> None:
+        await through_to_records(patient)
+        while "Send it now" in str(patient.question().buttons):
+            await patient.press("I'll get it later")
+        await patient.press("Continue to review")
+        await patient.press("Submit the case")
+
+    async def scenario() -> None:
+        async with FakeBotApi() as fake:
+            fake.add_chat(COORDINATOR_CHAT, "supergroup", "Coordinators")
+            async with bot(telegram_settings(settings, fake, library)) as channel:
+                await submit(Patient(fake, 520))
+                await fake.wait_for_sent(COORDINATOR_CHAT, 1)
+                await submit(Patient(fake, 521))
+                first, second = await fake.wait_for_sent(COORDINATOR_CHAT, 2)
+                await settle(fake)
+                other = next(
+                    c.reference
+                    for c in channel.app.queue.list()
+                    if c.reference in (second.plain_text or "")
+                )
+                shown = (fake.message(COORDINATOR_CHAT, first.message_id) or {})["text"]
+
+                async def press(user: int, data: str) -> str:
+                    before = len(fake.callback_answers)
+                    update = fake.callback(user, data, first.message_id, chat_id=COORDINATOR_CHAT)
+                    fake.push_update(update)
+                    await fake.wait_for(lambda: len(fake.callback_answers) > before)
+                    await settle(fake)
+                    return fake.callback_answers[-1].text or ""
+
+                await press(STRANGER, f"claim:{other}")
+                await press(STRANGER, first.callback_data[0])  # the card's own Claim
+                answer = await press(COORDINATOR, f"claim:{other}")
+                assert "That button is not on this case's card." in answer
+                edits = [s for s in fake.sent(COORDINATOR_CHAT) if s.method == "editMessageText"]
+                assert edits == []
+                assert (fake.message(COORDINATOR_CHAT, first.message_id) or {})["text"] == shown
+                assert {c.status for c in channel.app.queue.list()} == {"submitted"}
+
+                # The card's own button still works for a coordinator.
+                assert "You have claimed" in await press(COORDINATOR, first.callback_data[0])
+                now = (fake.message(COORDINATOR_CHAT, first.message_id) or {})["text"]
+                assert "Claimed by: 900" in now and other not in now
 
     run(scenario)

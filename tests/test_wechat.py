@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from bot.app import App, build_app
+from bot.channels.wechat import describe, parse
 from bot.channels.wechat_runtime import UNSUPPORTED, WEBHOOK_PATH, WeChatChannel, wechat_api
 from bot.config import Settings, load_settings
 from bot.web import make_web_app
@@ -491,6 +492,50 @@ def test_a_forged_signature_is_refused_and_changes_nothing(sqlite_settings: Sett
             assert rows(world, WeChatUser) == [] and rows(world, WeChatNonce) == []
             assert (await server.verify("echo", forged))[0] == 403
             assert await server.verify("echo-123") == (200, "echo-123")
+
+    run(scenario)
+
+
+def test_in_safe_mode_a_plain_message_is_refused(sqlite_settings: Settings) -> None:
+    """With WECHAT_ENCODING_AES_KEY set, a message must come encrypted with its
+    msg_signature: a plain one (true query signature, body written by anyone) is refused."""
+
+    async def scenario() -> None:
+        async with wechat(sqlite_settings) as world:
+            server = world.server
+            plain = server.text("o-ivy-0010", "/start")
+            headers = {"Content-Type": "text/xml"}
+            for query in (
+                server.signed_query(),
+                {**server.signed_query(), "encrypt_type": "raw"},
+            ):
+                async with server.http.post(
+                    server.url, params=query, data=plain.encode(), headers=headers
+                ) as response:
+                    assert response.status == 403
+            assert state_of(world, "o-ivy-0010") is None
+            assert rows(world, WeChatUser) == []
+            # The same message in its envelope is served.
+            reply = await server.post(plain)
+            assert reply.status == 200 and reply.text.startswith("Hello, I'm Huizhen")
+
+    run(scenario)
+
+
+def test_every_wechat_message_is_the_followers_own_chat(sqlite_settings: Settings) -> None:
+    """WeChat is private by nature: an Official Account talks with one follower at a time
+    (group chats never reach it), so every message is handled as the follower's own chat
+    and nothing needs the Telegram rule of asking a group to write privately."""
+
+    async def scenario() -> None:
+        async with wechat(sqlite_settings) as world:
+            xml = world.server.text("o-jo-0011", "/start")
+            incoming = describe(parse(xml.encode()))
+            assert incoming.inbound is not None
+            assert incoming.inbound.chat_key == incoming.inbound.user_key == "o-jo-0011"
+            reply = await world.follower("o-jo-0011").post(xml)
+            assert reply.text.startswith("Hello, I'm Huizhen")
+            assert state_of(world, "o-jo-0011") is not None
 
     run(scenario)
 

@@ -19,6 +19,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
+    LinkPreviewOptions,
     Update,
 )
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter
@@ -35,6 +36,10 @@ from bot.channels.telegram_base import (
     is_file_too_big,
 )
 from handlers.updates.delivery import RetryLater, Undeliverable
+
+# Texts carry private links (an upload page, a patient's copy): Telegram's preview fetcher
+# must never open them.
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 
 class PtbClient:
@@ -77,10 +82,16 @@ class PtbClient:
             with _mapped_errors():
                 if edit_message_id is not None:
                     edited = await self.bot.edit_message_text(
-                        text, chat_id=chat_id, message_id=edit_message_id, reply_markup=markup
+                        text,
+                        chat_id=chat_id,
+                        message_id=edit_message_id,
+                        reply_markup=markup,
+                        link_preview_options=NO_PREVIEW,
                     )
                     return edit_message_id if isinstance(edited, bool) else edited.message_id
-                sent = await self.bot.send_message(chat_id, text, reply_markup=markup)
+                sent = await self.bot.send_message(
+                    chat_id, text, reply_markup=markup, link_preview_options=NO_PREVIEW
+                )
                 return sent.message_id
         except BadRequest as error:
             outcome = after_bad_request(error.message, edit_message_id is not None)

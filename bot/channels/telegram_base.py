@@ -44,6 +44,13 @@ class Incoming:
     inbound: Inbound | None
     callback_query_id: str | None = None
     media_group_id: str | None = None
+    # Telegram's chat type ("private", "group", "supergroup", "channel"). Patients are served
+    # only in a private chat: whatever the bot sends a chat, everyone in it reads.
+    chat_type: str = ""
+
+    @property
+    def private(self) -> bool:
+        return self.chat_type == "private"
 
 
 @dataclass(frozen=True)
@@ -262,6 +269,8 @@ def _describe(update: Any) -> Incoming:
         message = query.message
         prompt_ref, choice_id = decode_callback(query.data or "")
         chat_id = str(message.chat.id) if message is not None else str(query.from_user.id)
+        # A press on a message the bot sent inline elsewhere has no message: not a patient's.
+        chat_type = message.chat.type if message is not None else ""
         inbound = Inbound(
             channel=CHANNEL,
             user_key=str(query.from_user.id),
@@ -273,7 +282,9 @@ def _describe(update: Any) -> Incoming:
             message_ref=str(message.message_id) if message is not None else "",
             language_hint=query.from_user.language_code,
         )
-        return Incoming(update.update_id, inbound, callback_query_id=query.id)
+        return Incoming(
+            update.update_id, inbound, callback_query_id=query.id, chat_type=str(chat_type)
+        )
     message = update.message
     if message is None or message.from_user is None:
         return Incoming(update.update_id, None)
@@ -281,6 +292,7 @@ def _describe(update: Any) -> Incoming:
         update.update_id,
         _message_inbound(update.update_id, message),
         media_group_id=message.media_group_id,
+        chat_type=str(message.chat.type),
     )
 
 

@@ -52,6 +52,10 @@ COMMANDS = (
     ("withdraw", N_("Withdraw my consent")),
     ("delete", N_("Erase all my data")),
 )
+WRITE_PRIVATELY = N_(
+    "Hello! Health matters are private, so I only talk with each person in a private chat. "
+    "Please open a chat with me and write to me there."
+)
 
 
 class TelegramChannel:
@@ -172,6 +176,8 @@ class TelegramChannel:
         if self.settings.telegram_local_mode:
             incoming = [_within_local_limit(item) for item in incoming]
         items = group_albums(incoming)
+        elsewhere = [item for item in items if self._not_private(item)]
+        items = [item for item in items if item not in elsewhere]
         patients = [
             item.inbound
             for item in items
@@ -200,7 +206,8 @@ class TelegramChannel:
                     await self.client.answer_callback(item.callback_query_id, None)
                 except Exception as error:
                     log.warning("a button press was not answered (%s)", type(error).__name__)
-        await self._run_jobs(incoming)
+        await self._ask_to_write_privately(elsewhere)
+        await self._run_jobs(items)
         self._wake.set()
 
     def _store(self, inbounds: Sequence[Inbound]) -> list[Inbound]:
@@ -227,6 +234,31 @@ class TelegramChannel:
     def _is_coordinator_chat(self, inbound: Inbound) -> bool:
         chat = self.settings.coordinator_chat_id
         return chat is not None and inbound.chat_key == chat
+
+    def _not_private(self, item: Incoming) -> bool:
+        """A patient's message in a group or channel: everyone there would read the answer
+        (a data copy sent to a group once did), so it is never handled as a conversation."""
+        inbound = item.inbound
+        return inbound is not None and not item.private and not self._is_coordinator_chat(inbound)
+
+    async def _ask_to_write_privately(self, elsewhere: Sequence[Incoming]) -> None:
+        """Once per group, a kind word to write privately; nothing of the message is kept (the
+        group's id alone marks that it was said)."""
+        for item in elsewhere:
+            inbound = item.inbound
+            assert inbound is not None
+            if item.callback_query_id:
+                with contextlib.suppress(Exception):
+                    await self.client.answer_callback(item.callback_query_id, None)
+            store = self.app.pipeline.store
+            key = f"not-private:{inbound.chat_key}"
+            now = datetime.now(UTC)
+            if not await asyncio.to_thread(store.first_time, CHANNEL, key, now):
+                continue
+            t = translator(self._locale(inbound))
+            with contextlib.suppress(Exception):
+                await self.limiter.acquire(inbound.chat_key)
+                await self.client.send_text(inbound.chat_key, t(WRITE_PRIVATELY), [], None)
 
     async def _run_jobs(self, incoming: Sequence[Incoming]) -> None:
         chats = {
@@ -288,7 +320,9 @@ class TelegramChannel:
                 with contextlib.suppress(Exception):
                     await self.client.answer_callback(item.callback_query_id, None)
             return
-        result = await asyncio.to_thread(self.desk.act, inbound.user_key, inbound.choice_id, now)
+        result = await asyncio.to_thread(
+            self.desk.act, inbound.user_key, inbound.choice_id, inbound.message_ref, now
+        )
         if not result.allowed:
             log.warning("refused a coordinator action from an account not listed")
         if item.callback_query_id:
@@ -328,7 +362,9 @@ class TelegramChannel:
         buttons = [Button(label, action) for label, action in card.actions]
         await self.limiter.acquire(chat)
         sent = await self.client.send_text(chat, card.text, buttons, message_id)
-        if message_id is None:
+        if sent != message_id:
+            # A new card, or one sent anew because the old could not be edited: presses are
+            # obeyed only on the message remembered here.
             await asyncio.to_thread(self.desk.remember_card, reference, str(sent))
         return True
 
@@ -436,9 +472,9 @@ def group_albums(incoming: Sequence[Incoming]) -> list[Incoming]:
                     "update_key": f"album:{group}:{first.update_id}-{item.update_id}",
                 }
             )
-            grouped[index] = Incoming(first.update_id, merged, None, group)
+            grouped[index] = dataclasses.replace(first, inbound=merged)
         else:
             albums[group] = len(grouped)
             keyed = inbound.model_copy(update={"update_key": f"album:{group}:{item.update_id}"})
-            grouped.append(Incoming(item.update_id, keyed, None, group))
+            grouped.append(dataclasses.replace(item, inbound=keyed, callback_query_id=None))
     return grouped

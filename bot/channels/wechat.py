@@ -103,6 +103,11 @@ class WebhookCodec:
         BadSignature, or ValueError for a body that is not a readable message."""
         refuse_doctype(body)
         if query.get("encrypt_type", "raw") != "aes":
+            if self.crypto is not None:
+                # Safe mode: only the encrypted envelope with its msg_signature is WeChat's. A
+                # plain body carries no proof of its own (the query's signature covers no byte
+                # of it), so accepting one would undo the encryption's protection.
+                raise BadSignature("safe mode, but the message is not encrypted")
             return body
         if self.crypto is None:
             raise BadSignature("an encrypted message, but no WECHAT_ENCODING_AES_KEY")

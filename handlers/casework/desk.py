@@ -186,15 +186,25 @@ class CoordinatorDesk:
         except CaseworkRefused:
             return None
 
-    def act(self, actor_id: str, action_id: str, now: datetime) -> ActionResult:
+    def act(self, actor_id: str, action_id: str, message_ref: str, now: datetime) -> ActionResult:
+        """A press on the card in message `message_ref`. Button data comes from the client and
+        can be forged: it is obeyed only when it names the case whose card that message is,
+        and a refused press redraws nothing (a forged press once redrew a card as another
+        case's, for anyone in the group to read)."""
         action, _, rest = action_id.partition(":")
         reference, _, value = rest.partition(":")
+        listed = actor_id in self.casework.coordinator_ids
+        card_ref = self.card_message_ref(reference)
+        if not message_ref or card_ref != message_ref:
+            return ActionResult(listed, bilingual(N_("That button is not on this case's card.")))
         actor = Actor(actor_id, "chat")
         try:
             answer = self._do(action, reference, value, actor)
         except CaseworkRefused as refused:
-            allowed = actor_id in self.casework.coordinator_ids
-            return ActionResult(allowed, str(refused), self.card(reference, now))
+            # A coordinator's refused move redraws the card as it now stands; anyone else's
+            # press changes nothing on screen.
+            card = self.card(reference, now) if listed else None
+            return ActionResult(listed, str(refused), card)
         return ActionResult(True, answer, self.card(reference, now))
 
     def translate(self, actor_id: str, args: str) -> str:
