@@ -34,6 +34,9 @@ _WORDS_BETWEEN = 4
 _CHARS_BETWEEN = 10
 _UNSPACED = frozenset({"CJK", "HIRAGANA", "KATAKANA"})
 _SECTIONS = ("negation", "after", "break", "joiner", "past", "resolved", "current")
+# "[include]" names languages whose context words also apply: Han characters are shared, so a
+# Chinese sentence can match Japanese or Traditional Chinese patterns.
+_INCLUDE = "include"
 
 
 def pattern_lines(locale: str) -> list[str]:
@@ -47,7 +50,7 @@ def pattern_lines(locale: str) -> list[str]:
 def context_sections(locale: str) -> dict[str, list[str]]:
     """The context words of a language: "[negation]", "[past]" … each followed by patterns."""
     path = LOCALES_DIR / locale / "redflag_context.txt"
-    sections: dict[str, list[str]] = {name: [] for name in _SECTIONS}
+    sections: dict[str, list[str]] = {name: [] for name in (*_SECTIONS, _INCLUDE)}
     if not path.exists():
         return sections
     current: list[str] | None = None
@@ -59,6 +62,9 @@ def context_sections(locale: str) -> dict[str, list[str]]:
             current = sections[line[1:-1]]
         elif current is not None:
             current.append(line)
+    for other in sections.pop(_INCLUDE):
+        for name, lines in context_sections(other).items():
+            sections[name] += lines
     return sections
 
 
