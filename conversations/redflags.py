@@ -138,6 +138,9 @@ def _clause_end(language: _Language, text: str, end: int) -> int:
 
 def _negated(language: _Language, text: str, at: int, end: int) -> bool:
     after = language.context["after"]
+    # Patterns often stop at a word's stem ("температур"): the cue follows the whole word.
+    while end < len(text) and text[end].isalnum() and not language.unspaced:
+        end += 1
     if after is not None and after.match(text, end, _clause_end(language, text, end) + 40):
         return True
     cues = language.context["negation"]
