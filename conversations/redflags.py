@@ -114,7 +114,21 @@ def _languages() -> tuple[_Language, ...]:
             context = {name: _either(found) for name, found in context_sections(locale).items()}
             compiled = tuple(re.compile(p, re.IGNORECASE) for p in lines)
             languages.append(_Language(locale, combined, compiled, scripts_of(letters), context))
-    return tuple(languages)
+    return tuple(_borrowing(language, languages) for language in languages)
+
+
+def _borrowing(language: _Language, languages: list[_Language]) -> _Language:
+    """A language without context words of its own uses those of every language written in
+    the same script: a Spanish "nunca ha tenido convulsiones" also matches French patterns."""
+    if any(language.context.values()):
+        return language
+    sections: dict[str, list[str]] = {name: [] for name in _SECTIONS}
+    for other in languages:
+        if other.scripts & language.scripts and any(other.context.values()):
+            for name, found in context_sections(other.locale).items():
+                sections[name] += found
+    context = {name: _either(found) for name, found in sections.items()}
+    return _Language(language.locale, language.pattern, language.lines, language.scripts, context)
 
 
 def _clause_start(language: _Language, text: str, at: int) -> int:
