@@ -90,7 +90,7 @@ class _Language:
     locale: str
     # Every pattern at once: most texts match none, and one search says so.
     pattern: re.Pattern[str]
-    lines: tuple[re.Pattern[str], ...]
+    lines: tuple[str, ...]
     scripts: frozenset[str]
     context: dict[str, re.Pattern[str] | None]
 
@@ -112,8 +112,8 @@ def _languages() -> tuple[_Language, ...]:
             # The letters the patterns look for, not those of the syntax (\w, \b, (?<!…)).
             letters = _SYNTAX.sub("", "".join(lines))
             context = {name: _either(found) for name, found in context_sections(locale).items()}
-            compiled = tuple(re.compile(p, re.IGNORECASE) for p in lines)
-            languages.append(_Language(locale, combined, compiled, scripts_of(letters), context))
+            scripts = scripts_of(letters)
+            languages.append(_Language(locale, combined, tuple(lines), scripts, context))
     return tuple(_borrowing(language, languages) for language in languages)
 
 
@@ -129,6 +129,12 @@ def _borrowing(language: _Language, languages: list[_Language]) -> _Language:
                 sections[name] += found
     context = {name: _either(found) for name, found in sections.items()}
     return _Language(language.locale, language.pattern, language.lines, language.scripts, context)
+
+
+@cache
+def _one_by_one(lines: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """Each line alone, compiled the first time a text matches the language at all."""
+    return tuple(re.compile(line, re.IGNORECASE) for line in lines)
 
 
 def _clause_start(language: _Language, text: str, at: int) -> int:
@@ -168,12 +174,11 @@ def _negated(language: _Language, text: str, at: int, end: int) -> bool:
     listed = len(segments) > 1 and joiner is not None and bool(joiner.search(scope))
     if listed:
         scope = clause
-    cue = None
-    for cue in cues.finditer(scope):
-        pass
-    if cue is None:
+    found = list(cues.finditer(scope))
+    if not found:
         return False
-    between = scope[cue.end() :]
+    # The cue nearest the symptom is the one that could negate it.
+    between = scope[found[-1].end() :]
     if listed:
         return len(between) <= 80
     if language.unspaced:
@@ -186,7 +191,10 @@ def _over(language: _Language, text: str, at: int, end: int) -> bool:
     if past is None or resolved is None:
         return False
     clause = text[_clause_start(language, text, at) : _clause_end(language, text, end)]
-    if current is not None and current.search(clause):
+    # Anything current in the whole sentence ("…, and now she has one again") keeps the alarm.
+    begin = max((m.end() for m in _HARD.finditer(text, 0, at)), default=0)
+    stop = _HARD.search(text, end)
+    if current is not None and current.search(text, begin, stop.start() if stop else len(text)):
         return False
     return bool(past.search(clause) and resolved.search(clause))
 
@@ -194,7 +202,7 @@ def _over(language: _Language, text: str, at: int, end: int) -> bool:
 def _raises(language: _Language, text: str) -> bool:
     if not language.pattern.search(text):
         return False
-    for line in language.lines:
+    for line in _one_by_one(language.lines):
         position = 0
         while (found := line.search(text, position)) is not None:
             at = found.start("at") if "at" in line.groupindex and found.group("at") else None
@@ -245,9 +253,9 @@ def is_timeline_red_flag(text: str, today: date) -> bool:
                 latest = _latest_day(entry.sort_key)
             except ValueError:
                 latest = None
-            if latest is not None and latest <= today - timedelta(days=RECENT_DAYS):
-                if not _tells_of_now(line):
-                    continue
+            past = latest is not None and latest <= today - timedelta(days=RECENT_DAYS)
+            if past and not _tells_of_now(line):
+                continue
         if is_red_flag(line):
             return True
     return False
