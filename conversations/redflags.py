@@ -161,7 +161,8 @@ def _negated(language: _Language, text: str, at: int, end: int) -> bool:
     # Patterns often stop at a word's stem ("температур"): the cue follows the whole word.
     while end < len(text) and text[end].isalnum() and not language.unspaced:
         end += 1
-    if after is not None and after.match(text, end, _clause_end(language, text, end) + 40):
+    stop = _HARD.search(text, end)
+    if after is not None and after.match(text, end, stop.start() if stop else len(text)):
         return True
     cues = language.context["negation"]
     if cues is None:
