@@ -10,7 +10,7 @@ from conversations import case_progress, commands, data_rights, file_feedback
 from conversations.events import Inbound, InboundKind, UploadLinkRequest
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import Translator, negotiate, translator
-from conversations.redflags import is_red_flag
+from conversations.redflags import is_red_flag, is_timeline_red_flag
 from conversations.state import ConversationState
 from conversations.step import Context, Outcome
 from conversations.steps.records import accept_files
@@ -73,7 +73,7 @@ def _handle(
         return commands.run(state, event, ctx)
     if event.kind == InboundKind.SYSTEM:
         return _system(state, event, t)
-    if event.kind == InboundKind.TEXT and is_red_flag(event.text):
+    if event.kind == InboundKind.TEXT and _alarming(state, event.text, ctx):
         return _pause_for_emergency(state, event.text)
     outdated = data_rights.outdated_consent(state)
     if outdated and not (event.kind == InboundKind.CHOICE and state.overlay == outdated):
@@ -86,6 +86,14 @@ def _handle(
     if event.kind == InboundKind.TEXT:
         return _text(state, event.text, ctx, t)
     return _files(state, event, ctx, t)
+
+
+def _alarming(state: ConversationState, text: str, ctx: Context) -> bool:
+    if state.step == "timeline" and not state.overlay:
+        # Dated lines there are the story so far ("March 2024: vomiting blood"): a past event
+        # must not stop the intake at every line; a current one still does.
+        return is_timeline_red_flag(text, ctx.now.date())
+    return is_red_flag(text)
 
 
 def _first_contact(state: ConversationState, event: Inbound, ctx: Context) -> Transition:

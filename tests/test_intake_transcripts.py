@@ -213,11 +213,68 @@ def test_a_past_event_that_sounds_alarming_is_kept_after_the_patient_says_they_a
     chat.press("Brain and nerves")
     reply = chat.say("I had a stroke in 2023, now doctors propose surgery on an aneurysm")
     assert "get urgent help" in reply
+    assert chat.buttons == ["I'm safe now, continue", "This is about the past, continue"]
     reply = chat.press("I'm safe now, continue")
     assert "What would you like the specialist to answer?" in reply
     state = app.pipeline.state_of(ConversationKey("console", "alice"))
     assert state is not None and state.draft.diagnosis is not None
     assert state.draft.diagnosis.startswith("I had a stroke in 2023")
+
+
+def to_the_timeline_as_a_relative(chat: Chat) -> str:
+    consent(chat)
+    chat.press("For a family member or friend")
+    chat.press("My parent")
+    through_fit(
+        chat, ("A new or serious diagnosis",), ("No", "No", "Yes", "No", "No", "Not sure yet")
+    )
+    chat.press("Continue")
+    chat.press("Cancer or a tumour")
+    chat.press("Liver, bile duct, pancreas")
+    chat.say("Liver cancer, 4 cm, surgeons propose a resection")
+    chat.press("Is the stage right")
+    chat.press("Are there clinical trials")
+    chat.press("Is the planned order")
+    return chat.press("Done")
+
+
+def test_past_events_on_the_timeline_do_not_stop_the_intake(chat: Chat, app: App) -> None:
+    assert "one event per line" in to_the_timeline_as_a_relative(chat)
+    reply = chat.say("March 2024: vomiting blood, gastroscopy found an ulcer\n2023-05-12: seizure")
+    assert "get urgent help" not in reply
+    assert "March 2024 — vomiting blood" in reply and "2023-05-12 — seizure" in reply
+    # Something happening now still stops everything, dated or not.
+    reply = chat.say("he is vomiting blood right now")
+    assert "get urgent help" in reply
+    assert chat.buttons == ["Help is on the way, continue", "This is about the past, continue"]
+    assert "When the patient is being cared for" in reply
+    reply = chat.press("Help is on the way, continue")
+    # The words are kept as the answer they were: an undated line, asked to be dated.
+    assert "I couldn't find a date" in reply and "Done" in chat.buttons
+    state = app.pipeline.state_of(ConversationKey("console", "alice"))
+    assert state is not None and [e.what[:14] for e in state.draft.timeline] == [
+        "seizure",
+        "vomiting blood",
+    ]
+
+
+def test_a_relative_can_say_the_alarm_was_about_the_past(chat: Chat, app: App) -> None:
+    consent(chat)
+    chat.press("For a family member or friend")
+    chat.press("My parent")
+    through_fit(
+        chat, ("A new or serious diagnosis",), ("No", "No", "Yes", "No", "No", "Not sure yet")
+    )
+    chat.press("Continue")
+    chat.press("Brain and nerves")
+    reply = chat.say("My father had a stroke in 2023, now doctors propose surgery on an aneurysm")
+    assert "get urgent help" in reply
+    assert "I'm safe now, continue" not in chat.buttons
+    reply = chat.press("This is about the past, continue")
+    assert "What would you like the specialist to answer?" in reply
+    state = app.pipeline.state_of(ConversationKey("console", "alice"))
+    assert state is not None and state.draft.diagnosis is not None
+    assert state.draft.diagnosis.startswith("My father had a stroke in 2023")
 
 
 def test_yes_on_the_emergency_screen_sends_to_emergency_care(chat: Chat) -> None:

@@ -3,7 +3,6 @@ emergencies recognised, and right-to-left text kept readable."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from io import BytesIO
 
@@ -102,15 +101,36 @@ def test_button_labels_fit_a_phone(locale: str) -> None:
             assert len(option.label) <= limit, (locale, step, option.label)
 
 
-@pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
-def test_emergencies_are_recognised_in_every_language(locale: str) -> None:
+# Languages whose labelled corpus covers every emergency ambulance services list (see
+# /work/shared/domain.md), as patients and relatives write them, and the quiet sentences of
+# ordinary case descriptions, negations and events that are over.
+MEASURED_LOCALES = ("en", "zh_Hans", "ru", "ar", "es")
+
+
+def labelled_examples(locale: str) -> tuple[list[str], list[str]]:
     path = LOCALES_DIR / locale / "redflag_examples.txt"
     lines = path.read_text(encoding="utf-8").splitlines()
     must = [line[2:] for line in lines if line.startswith("+ ")]
     must_not = [line[2:] for line in lines if line.startswith("- ")]
-    assert len(must) >= 5 and len(must_not) >= 3
-    assert [text for text in must if not is_red_flag(text)] == []
-    assert [text for text in must_not if is_red_flag(text)] == []
+    return must, must_not
+
+
+@pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
+def test_emergencies_are_recognised_in_every_language(locale: str) -> None:
+    """Recall on the must-raise sentences and false alarms on the quiet ones, printed."""
+    must, must_not = labelled_examples(locale)
+    if locale in MEASURED_LOCALES:
+        assert len(must) >= 30 and len(must_not) >= 20
+    else:
+        assert len(must) >= 5 and len(must_not) >= 3
+    missed = [text for text in must if not is_red_flag(text)]
+    alarms = [text for text in must_not if is_red_flag(text)]
+    recall = 1 - len(missed) / len(must)
+    figures = f"{locale}: recall {recall:.2f}, false alarms {len(alarms)}/{len(must_not)}"
+    print(figures)
+    # Missing an emergency is worse than a false alarm: at most one in twenty quiet sentences.
+    assert recall >= 0.95, f"{figures}; missed {missed}"
+    assert len(alarms) / len(must_not) <= 0.05, f"{figures}; alarms {alarms}"
 
 
 @pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
@@ -174,16 +194,6 @@ def test_embedded_latin_text_is_isolated_in_right_to_left_languages() -> None:
 def test_choosing_patterns_by_script_loses_no_emergency() -> None:
     """Running only the patterns whose script the text uses gives the same answers as running
     every language's patterns on every text."""
-    from conversations.redflags import pattern_lines
-
-    every = re.compile(
-        "|".join(
-            f"(?:{line})"
-            for path in sorted(LOCALES_DIR.glob("*/redflags.txt"))
-            for line in pattern_lines(path.parent.name)
-        ),
-        re.IGNORECASE,
-    )
     samples = [
         line[2:]
         for path in sorted(LOCALES_DIR.glob("*/redflag_examples.txt"))
@@ -192,4 +202,4 @@ def test_choosing_patterns_by_script_loses_no_emergency() -> None:
     ]
     assert len(samples) > 100
     for text in samples:
-        assert is_red_flag(text) == bool(every.search(text)), text
+        assert is_red_flag(text) == is_red_flag(text, every_script=True), text

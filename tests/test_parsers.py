@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from datetime import date
+
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conversations.questions import is_vague
-from conversations.redflags import is_red_flag
+from conversations.redflags import is_red_flag, is_timeline_red_flag
 from conversations.reference import case_reference
 from conversations.timeline import parse_entry, parse_lines
 
@@ -63,6 +66,8 @@ def test_approximate_dates_are_marked() -> None:
     assert parse_entry("surgery last year") is None
 
 
+# The first call compiles every language's patterns: no deadline on a shared machine.
+@settings(deadline=None)
 @given(st.text(max_size=200))
 def test_checks_never_raise(text: str) -> None:
     assert isinstance(is_red_flag(text), bool)
@@ -114,3 +119,55 @@ def test_dates_are_understood_the_way_each_language_writes_them() -> None:
     for line, key in expected.items():
         entry = parse_entry(line)
         assert entry is not None and entry.sort_key == key, line
+
+
+@pytest.mark.parametrize(
+    ("negated", "current"),
+    [
+        ("no chest pain", "chest pain"),
+        ("He denies shortness of breath", "He is short of breath"),
+        ("没有胸痛", "胸痛"),
+        ("нет боли в груди", "боль в груди"),
+        ("لا يوجد ألم في الصدر", "ألم في الصدر"),
+        ("sin dolor de pecho", "dolor de pecho"),
+        ("Stroke was ruled out", "She is having a stroke"),
+    ],
+)
+def test_a_negated_symptom_is_not_an_emergency(negated: str, current: str) -> None:
+    assert is_red_flag(current)
+    assert not is_red_flag(negated)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No, he can't breathe",
+        "No fever, but his chest pain is crushing",
+        "I'm not sure if she is having a stroke",
+        "He has no appetite, vomiting blood since morning",
+        "她不停地吐血",
+        "У него не проходит боль в груди",
+        "لا يزال ينزف بشدة",
+        "No se le pasa el dolor de pecho",
+    ],
+)
+def test_a_negation_word_that_negates_nothing_still_raises(text: str) -> None:
+    assert is_red_flag(text)
+
+
+def test_an_event_that_is_over_is_history_but_a_new_symptom_raises() -> None:
+    assert not is_red_flag("She had a small stroke in 2019 and recovered fully")
+    assert is_red_flag("A small stroke in 2019, recovered fully, but now her face droops")
+    assert is_red_flag("She had a stroke in 2019, fully recovered, and now she has one again")
+    assert is_red_flag("She had a stroke in 2019")  # not said to be over: ask
+
+
+def test_dated_timeline_lines_of_past_events_do_not_raise() -> None:
+    today = date(2026, 12, 4)
+    assert not is_timeline_red_flag("March 2024: vomiting blood, gastroscopy", today)
+    assert not is_timeline_red_flag("2023-05-12: seizure\n2024年3月 吐血", today)
+    # Something dated today, or told as current, or without a date, still raises.
+    assert is_timeline_red_flag("2026-12-04: chest pain", today)
+    assert is_timeline_red_flag("March 2024: first symptoms\nnow he can't breathe", today)
+    assert is_timeline_red_flag("March 2024: seizures, and again right now", today)
+    assert is_timeline_red_flag("he is vomiting blood", today)

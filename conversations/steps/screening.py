@@ -89,14 +89,36 @@ def _resume_after_emergency(state: ConversationState, choice: str, ctx: Context)
     return Outcome(goto=state.paused_step or "emergency")
 
 
+def _for_a_relative(state: ConversationState) -> bool:
+    return state.draft.for_whom == "family"
+
+
+def _paused_prompt(state: ConversationState, t: Translator) -> str:
+    if _for_a_relative(state):
+        carry_on = t(
+            "Your answers are kept. When the patient is being cared for, press a button to "
+            "carry on."
+        )
+    else:
+        carry_on = t("Your answers are kept. When you are safe, press the button to carry on.")
+    return emergency_message(t) + "\n\n" + carry_on
+
+
+def _paused_choices(state: ConversationState) -> tuple[Choice, ...]:
+    # Both buttons carry on with the words that raised the alarm; "the past" says the alarm
+    # was about history, which the words themselves did not make clear.
+    past = Choice("past", N_("This is about the past, continue"))
+    if _for_a_relative(state):
+        # The person writing is safe; what matters is that the patient is being helped.
+        return (Choice("resume", N_("Help is on the way, continue")), past)
+    safe = Choice("resume", N_("I'm safe now, continue"))
+    return (safe, past) if state.paused_text else (safe,)
+
+
 EMERGENCY_PAUSED = Step(
     id="emergency_paused",
-    prompt=lambda state, t: (
-        emergency_message(t)
-        + "\n\n"
-        + t("Your answers are kept. When you are safe, press the button to carry on.")
-    ),
-    choices=(Choice("resume", N_("I'm safe now, continue")),),
+    prompt=_paused_prompt,
+    choices=_paused_choices,
     on_choice=_resume_after_emergency,
     edges=("*",),
 )
