@@ -56,6 +56,7 @@ class ChannelRuntime:
             self.wake,
             scheduled=self.run_schedule,
         )
+        self.app.openers[self.channel] = self
         pipeline = self.app.pipeline
         self._unsubscribe = [
             # Progress, file reports, copies and farewells queued outside an update.
@@ -70,6 +71,8 @@ class ChannelRuntime:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+        if self.app.openers.get(self.channel) is self:
+            del self.app.openers[self.channel]
         self._stopping.set()
         self._wake.set()
         for task in self._tasks:
@@ -120,7 +123,8 @@ class ChannelRuntime:
             await self._files_waiting.wait()
             self._files_waiting.clear()
             try:
-                await asyncio.to_thread(self.app.pipeline.run_jobs, {self.channel: self})
+                openers = {**self.app.openers, self.channel: self}
+                await asyncio.to_thread(self.app.pipeline.run_jobs, openers)
                 left = await asyncio.to_thread(self._jobs_left)
             except asyncio.CancelledError:
                 raise
