@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -63,6 +63,9 @@ class App:
     casework: Casework
     retention: Retention
     rights: DataRights
+    # The running platform channels' file openers, by channel: whichever channel's loop runs
+    # the jobs can fetch every channel's files, so none waits for the other's loop.
+    openers: dict[str, FileOpener] = field(default_factory=dict)
 
     def announce_uploads(self, grant: UploadGrant, uploads: Sequence[UploadState]) -> None:
         """Files that arrived through the upload page enter the conversation like files sent

@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from bot.app import App
-from bot.channels.telegram_base import TelegramClient
+from bot.channels.telegram_base import RateLimiter, TelegramClient
 from bot.channels.telegram_runtime import TelegramChannel
 from bot.channels.wechat_runtime import WEBHOOK_PATH as WECHAT_WEBHOOK_PATH
 from bot.channels.wechat_runtime import WeChatChannel
@@ -19,6 +20,7 @@ from bot.config import Settings
 from bot.download_page import DownloadPage
 from bot.upload_page import UploadPage
 from bot.web import make_web_app
+from conversations.channels import TELEGRAM, WECHAT
 from storage.database import serving
 from storage.uploads import UploadGrant, UploadState
 
@@ -58,35 +60,55 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         await _serve(app, stop)
 
 
+@dataclass
+class RunningChannels:
+    """The platform channels `huizhen run` started, each subscribed to the pipeline's hooks."""
+
+    telegram: TelegramChannel | None
+    wechat: WeChatChannel | None
+
+    async def stop(self) -> None:
+        if self.wechat is not None:
+            await self.wechat.stop()
+        if self.telegram is not None:
+            await self.telegram.stop()
+
+
+async def start_channels(app: App, telegram_limiter: RateLimiter | None = None) -> RunningChannels:
+    """Start the configured channels (Telegram by polling unless a webhook is set)."""
+    channels = app.settings.channels
+    telegram = (
+        TelegramChannel(app, telegram_client(app.settings), telegram_limiter)
+        if TELEGRAM.name in channels
+        else None
+    )
+    # Coordinators' cards go to the Telegram group; Telegram runs the scheduled work when
+    # both channels run in this process.
+    wechat = (
+        WeChatChannel(app, coordinators=telegram, run_schedule=telegram is None)
+        if WECHAT.name in channels
+        else None
+    )
+    if telegram is not None:
+        await telegram.start(polling=app.settings.telegram_webhook_url is None)
+    if wechat is not None:
+        await wechat.start()
+    return RunningChannels(telegram, wechat)
+
+
 async def _serve(app: App, stop: asyncio.Event | None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    channels = app.settings.channels
-    telegram = (
-        TelegramChannel(app, telegram_client(app.settings)) if "telegram" in channels else None
-    )
-    # Coordinators' cards go to the Telegram group; Telegram runs the scheduled work when
-    # both channels run in this process.
-    wechat = (
-        WeChatChannel(app, coordinators=telegram, run_schedule=telegram is None)
-        if "wechat" in channels
-        else None
-    )
+    running = await start_channels(app)
+    telegram, wechat = running.telegram, running.wechat
     webhook = app.settings.telegram_webhook_url is not None
-    if telegram is not None:
-        await telegram.start(polling=not webhook)
-    if wechat is not None:
-        await wechat.start()
 
     async def announce(grant: UploadGrant, uploads: list[UploadState]) -> None:
         await asyncio.to_thread(app.announce_uploads, grant, uploads)
-        if grant.channel == "wechat" and wechat is not None:
-            wechat.files_arrived()
-        elif telegram is not None:
-            telegram.files_arrived()
+        app.pipeline.jobs_queued()  # whichever channel the patient is on checks them
 
     page = UploadPage(app.upload_tokens, app.uploads, announce)
     # No access log: upload-page paths carry the secret token.
@@ -107,7 +129,4 @@ async def _serve(app: App, stop: asyncio.Event | None) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
-        if wechat is not None:
-            await wechat.stop()
-        if telegram is not None:
-            await telegram.stop()
+        await running.stop()

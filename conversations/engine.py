@@ -7,6 +7,7 @@ a file or a network, so random event sequences can drive it in tests.
 from __future__ import annotations
 
 from conversations import case_progress, commands, data_rights, file_feedback
+from conversations.channels import capabilities
 from conversations.events import Inbound, InboundKind, UploadLinkRequest
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import Translator, negotiate, translator
@@ -24,11 +25,6 @@ def new_state(event: Inbound, default_locale: str) -> ConversationState:
     )
 
 
-# Channels whose chats cannot receive files (WeChat Official Accounts): asked for files, the
-# patient gets an upload link instead.
-FILELESS_CHANNELS = frozenset({"wechat"})
-
-
 def handle(
     state: ConversationState | None,
     event: Inbound,
@@ -42,9 +38,10 @@ def handle(
     which spares a deep copy on every message."""
     transition = _handle(state, event, ctx, default_locale, owned=owned)
     case_id = transition.state.draft.case_id
+    takes_documents = capabilities(event.channel).receives_documents
     for index, reply in enumerate(transition.replies):
-        if reply.expects_files and event.channel in FILELESS_CHANNELS and case_id:
-            # Where a chat cannot carry files, the upload page is how they arrive.
+        if reply.expects_files and not takes_documents and case_id:
+            # Where a chat cannot carry files (WeChat), the upload page is how they arrive.
             reply = reply.model_copy(update={"upload_link": UploadLinkRequest(case_id=case_id)})
         if reply.upload_link is not None:
             # The link will belong to this conversation: uploads are told back to it.

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from bot.app import App, read_stored
+from conversations.channels import CONSOLE
 from conversations.events import CoordinatorNotice, FileRef, Inbound, InboundKind, Option, Outbound
 from conversations.i18n import translator
 from conversations.state import ConversationKey
 from handlers.updates.failure import apology
 
-CHANNEL = "console"
+CHANNEL = CONSOLE.name
 log = logging.getLogger(__name__)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal, Protocol
 
+from conversations.channels import TELEGRAM
 from conversations.events import FileRef, Inbound, InboundKind
 from storage.files import FileTooLarge
 
@@ -25,7 +26,7 @@ LOCAL_DOWNLOAD_LIMIT = 2000 * 1024 * 1024
 MESSAGE_LIMIT = 4096
 CALLBACK_DATA_LIMIT = 64
 UPDATE_TYPES = ("message", "callback_query")
-CHANNEL = "telegram"
+CHANNEL = TELEGRAM.name
 
 
 class FileTooBig(FileTooLarge):

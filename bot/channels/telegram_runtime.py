@@ -8,13 +8,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from bot.app import App, read_stored
+from bot.channels.runtime import ChannelRuntime
 from bot.channels.telegram_base import (
     CHANNEL,
     LOCAL_DOWNLOAD_LIMIT,
@@ -25,11 +24,10 @@ from bot.channels.telegram_base import (
     encode_callback,
     split_text,
 )
-from bot.periodic import start_periodic_work
 from conversations.events import CoordinatorNotice, Inbound, InboundKind, Outbound
 from conversations.i18n import SUPPORTED_LOCALES, negotiate, translator
 from handlers.casework.desk import CoordinatorDesk
-from handlers.updates.delivery import deliver_forever
+from handlers.updates.delivery import DeliveryReport
 from handlers.updates.failure import apology
 from records.markers import N_
 
@@ -58,30 +56,26 @@ WRITE_PRIVATELY = N_(
 )
 
 
-class TelegramChannel:
+class TelegramChannel(ChannelRuntime):
     """Holds the core and one TelegramClient; implements ReplySender, CoordinatorSink and
     FileOpener for the pipeline."""
+
+    channel = CHANNEL
+    file_retry_seconds = FILE_RETRY_SECONDS
 
     def __init__(
         self, app: App, client: TelegramClient, limiter: RateLimiter | None = None
     ) -> None:
-        self.app = app
+        super().__init__(app)
         self.client = client
-        self.settings = app.settings
         self.desk = CoordinatorDesk(app.casework)
         rate = float(app.settings.telegram_send_rate)
         self.limiter = limiter or RateLimiter(overall=(rate, rate))
-        self._wake = asyncio.Event()
-        self._files_waiting = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._failures: dict[str, int] = {}
 
     # --- life cycle ------------------------------------------------------------------------
 
     async def start(self, polling: bool = True) -> None:
-        self._loop = asyncio.get_running_loop()
         await self.client.start()
         await self.set_commands()
         if self.settings.telegram_webhook_url:
@@ -91,35 +85,10 @@ class TelegramChannel:
         elif polling:
             await self.client.delete_webhook()
             self._tasks.append(asyncio.create_task(self._poll_forever()))
-        self._tasks.append(asyncio.create_task(self._deliver_forever()))
-        self._tasks.append(asyncio.create_task(self._check_files_forever()))
-        self._tasks += start_periodic_work(
-            self.app, CHANNEL, self._stopping, self.files_arrived, self._wake.set
-        )
-        loop = self._loop
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(self._wake.set)
-
-        def jobs_queued() -> None:
-            loop.call_soon_threadsafe(self._files_waiting.set)
-
-        # Progress messages are queued from the worker thread that checks files.
-        self.app.pipeline.wake = wake
-        # A copy or an erasure asked for (from the thread that stored the update).
-        self.app.pipeline.jobs_queued = jobs_queued
-        self._wake.set()  # whatever a previous run left in the outbox goes out now
-        self._files_waiting.set()  # and files a previous run had not finished are checked
+        await self.start_runtime()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self.stop_runtime()
         await self.client.close()
 
     async def set_commands(self) -> None:
@@ -272,30 +241,6 @@ class TelegramChannel:
         if chats:
             self._files_waiting.set()
 
-    def files_arrived(self) -> None:
-        """Files came in another way (the upload page): check them."""
-        self._files_waiting.set()
-
-    async def _check_files_forever(self) -> None:
-        """Files are stored and checked here, apart from receiving: a 2 GB disc being checked
-        does not hold up anyone's messages."""
-        while not self._stopping.is_set():
-            await self._files_waiting.wait()
-            self._files_waiting.clear()
-            try:
-                await asyncio.to_thread(self.app.pipeline.run_jobs, {CHANNEL: self})
-                retry = bool(await asyncio.to_thread(self.app.pipeline.jobs.pending, 1))
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.error("checking files failed (%s)", type(error).__name__)
-                retry = True
-            self._wake.set()
-            if retry:
-                # A file Telegram could not hand over just now: try again in a while.
-                assert self._loop is not None
-                self._loop.call_later(FILE_RETRY_SECONDS, self._files_waiting.set)
-
     # --- coordinators ----------------------------------------------------------------------
 
     async def _coordinator_action(self, item: Incoming) -> None:
@@ -402,37 +347,20 @@ class TelegramChannel:
             )
         return str(sent)
 
-    async def _deliver_forever(self) -> None:
-        await deliver_forever(
-            lambda: self.app.deliver({CHANNEL: self}, self),
-            self._wake,
-            self._stopping,
-            "delivery round",
-        )
-
-    async def deliver_now(self) -> None:
-        """One delivery round (tests and shutdown use it)."""
-        await self.app.deliver({CHANNEL: self}, self)
+    async def deliver_round(self) -> DeliveryReport:
+        return await self.app.deliver({CHANNEL: self}, self)
 
     # --- files (FileOpener; called from a worker thread) -----------------------------------
 
     def open(self, source: str) -> BinaryIO:
-        assert self._loop is not None
-        # Spooled to disk, never held whole in memory; gone when the caller closes it.
-        spool = cast(BinaryIO, tempfile.TemporaryFile(dir=self._spool_dir()))  # noqa: SIM115
-        future = asyncio.run_coroutine_threadsafe(self.client.download(source, spool), self._loop)
-        try:
-            future.result(timeout=600)
-        except BaseException:
-            spool.close()
-            raise
-        spool.seek(0)
-        return spool
+        loop = self._loop
+        assert loop is not None
 
-    def _spool_dir(self) -> Path:
-        path = self.settings.data_dir / "spool"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        def download(spool: BinaryIO) -> None:
+            future = asyncio.run_coroutine_threadsafe(self.client.download(source, spool), loop)
+            future.result(timeout=600)
+
+        return self.spooled(download)
 
 
 def _within_local_limit(item: Incoming) -> Incoming:

@@ -28,11 +28,12 @@ from wechatpy.exceptions import (  # type: ignore[import-untyped]
 )
 from wechatpy.replies import create_reply  # type: ignore[import-untyped]
 
+from conversations.channels import WECHAT
 from conversations.events import FileRef, Inbound, InboundKind
 from handlers.updates.delivery import RetryLater, Undeliverable
 from storage.files import FileTooLarge
 
-CHANNEL = "wechat"
+CHANNEL = WECHAT.name
 T = TypeVar("T")
 
 # WeChat's error codes that Huizhen acts on.

@@ -12,19 +12,18 @@ the follower's window is open, and otherwise waits for their next message.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from aiohttp import web
 
 from bot.app import App, read_stored
+from bot.channels.runtime import ChannelRuntime
 from bot.channels.wechat import (
     CHANNEL,
     BadSignature,
@@ -37,7 +36,6 @@ from bot.channels.wechat import (
     parse,
     text_reply,
 )
-from bot.periodic import start_periodic_work
 from conversations.events import CoordinatorNotice, Inbound, InboundKind, Outbound
 from conversations.i18n import negotiate, translator
 from conversations.state import ConversationKey
@@ -46,7 +44,6 @@ from handlers.updates.delivery import (
     DeliveryReport,
     RetryLater,
     WaitForUser,
-    deliver_forever,
     with_upload_link,
 )
 from handlers.updates.failure import apology
@@ -72,7 +69,6 @@ PROFILE_TIMEOUT = 1.5
 # Failed tries of one message answered with a server error (WeChat retries it) before the
 # follower gets an apology instead.
 MAX_FAILED_TRIES = 2
-DELIVERY_IDLE_SECONDS = 30
 FILE_RETRY_SECONDS = 5
 SUCCESS = "success"  # WeChat's "received, no reply"
 
@@ -155,8 +151,11 @@ def wechat_api(app: App, store: WeChatStore) -> WeChatApi:
     )
 
 
-class WeChatChannel:
+class WeChatChannel(ChannelRuntime):
     """Holds the core and the WeChat adapter; implements ReplySender and FileOpener."""
+
+    channel = CHANNEL
+    file_retry_seconds = FILE_RETRY_SECONDS
 
     def __init__(
         self,
@@ -164,63 +163,26 @@ class WeChatChannel:
         coordinators: CoordinatorSink | None = None,
         run_schedule: bool = True,
     ) -> None:
+        super().__init__(app, run_schedule)
         settings = app.settings
         assert settings.wechat_app_id is not None and settings.wechat_token is not None
-        self.app = app
-        self.settings = settings
         self.store = WeChatStore(app.engine)
         self.api = wechat_api(app, self.store)
         self.codec = WebhookCodec(
             settings.wechat_token, settings.wechat_app_id, settings.wechat_encoding_aes_key
         )
         self.coordinators: CoordinatorSink = coordinators or _HeldCoordinatorNotices()
-        self.run_schedule = run_schedule
-        self._wake = asyncio.Event()
-        self._files_waiting = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._failures: dict[str, int] = {}
         self._rounds: list[datetime] = []
 
     # --- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._tasks.append(asyncio.create_task(self._deliver_forever()))
-        self._tasks.append(asyncio.create_task(self._check_files_forever()))
-        self._tasks += start_periodic_work(
-            self.app,
-            CHANNEL,
-            self._stopping,
-            self._files_waiting.set,
-            self._wake.set,
-            scheduled=self.run_schedule,
-        )
-        self.app.pipeline.jobs_queued = self.files_arrived  # a copy or an erasure asked for
-        self._wake.set()  # whatever a previous run left in the outbox goes out now
-        self._files_waiting.set()
+        await self.start_runtime()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self.stop_runtime()
         self.api.close()
-
-    def wake(self) -> None:
-        """Deliver now (callable from any thread)."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
-
-    def files_arrived(self) -> None:
-        """Files came in (an image in the chat, the upload page): store and check them."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._files_waiting.set)
 
     # --- the webhook -----------------------------------------------------------------------
 
@@ -464,7 +426,7 @@ class WeChatChannel:
             await asyncio.to_thread(self.store.show_options, chat_key, options)
         return None
 
-    async def _round(self) -> DeliveryReport:
+    async def deliver_round(self) -> DeliveryReport:
         """One delivery round. Its start is kept while it runs: a passive reply made since
         may have taken replies this round read (see WeChatStore.start_sending)."""
         started = _now()
@@ -474,50 +436,11 @@ class WeChatChannel:
         finally:
             self._rounds.remove(started)
 
-    async def _deliver_forever(self) -> None:
-        await deliver_forever(
-            self._round, self._wake, self._stopping, "WeChat delivery round", DELIVERY_IDLE_SECONDS
-        )
-
-    async def deliver_now(self) -> None:
-        """One delivery round (tests and shutdown use it)."""
-        await self._round()
-
     # --- files (FileOpener; called from a worker thread) -----------------------------------
 
     def open(self, source: str) -> BinaryIO:
-        """The picture behind a media id, spooled to disk (never held whole in memory)."""
-        folder = self.settings.data_dir / "spool"
-        folder.mkdir(parents=True, exist_ok=True)
-        spool = cast(BinaryIO, tempfile.TemporaryFile(dir=folder))  # noqa: SIM115
-        try:
-            self.api.download(source, spool)
-        except BaseException:
-            spool.close()
-            raise
-        spool.seek(0)
-        return spool
-
-    async def _check_files_forever(self) -> None:
-        while not self._stopping.is_set():
-            await self._files_waiting.wait()
-            self._files_waiting.clear()
-            try:
-                await asyncio.to_thread(self.app.pipeline.run_jobs, {CHANNEL: self})
-                left = await asyncio.to_thread(self._files_left)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.error("checking WeChat files failed (%s)", type(error).__name__)
-                left = True
-            self._wake.set()
-            if left and self._loop is not None:
-                # WeChat could not hand a picture over just now, or another channel was
-                # checking files: try again in a while.
-                self._loop.call_later(FILE_RETRY_SECONDS, self._files_waiting.set)
-
-    def _files_left(self) -> bool:
-        return any(job.channel == CHANNEL for job in self.app.pipeline.jobs.pending())
+        """The picture behind a media id."""
+        return self.spooled(lambda spool: self.api.download(source, spool))
 
 
 def add_wechat_routes(app: web.Application, channel: WeChatChannel) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, delete, or_, select, text, update
 from sqlmodel import SQLModel
 
+from conversations.channels import capabilities
 from conversations.events import STORE_SOURCE, CoordinatorNotice, FileRef, Outbound
 from conversations.i18n import bilingual, translator
 from conversations.state import ConversationState, IntakeDraft
@@ -51,10 +52,6 @@ log = logging.getLogger(__name__)
 RIGHTS_KINDS = ("export", "erase")
 # A patient's copy is kept in the store this long after it was made (and erased with them).
 EXPORT_KEPT = timedelta(days=7)
-# Bots may send files up to 50 MB.
-MAX_SENT_EXPORT_BYTES = 50 * 1024 * 1024
-# Channels that can hand the patient a file in the chat (WeChat Official Accounts cannot).
-FILE_CHANNELS = frozenset({"console", "telegram"})
 
 # Every table an erasure touches, by name.
 _t: dict[str, Any] = dict(SQLModel.metadata.tables)
@@ -185,7 +182,7 @@ class DataRights:
             kind="export",
         )
         self.documents.add([row])
-        if person.channel in FILE_CHANNELS and stored.size <= MAX_SENT_EXPORT_BYTES:
+        if capabilities(person.channel).can_send_document(stored.size):
             message = Outbound(
                 text=t("Here is your copy: everything you gave me, and everything made from it."),
                 locale=locale,
@@ -458,7 +455,7 @@ class DataRights:
                 shown.c.channel == person.channel, shown.c.chat_key == person.chat_key
             )
         )
-        if person.channel == "wechat":
+        if capabilities(person.channel).reply_window is not None:
             # The follower's delivery bookkeeping (the 48-hour window) stays until the
             # farewell is out, emptied of the rest; the retention rules remove it after.
             users = tables["wechat_user"]

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
+from conversations.channels import windowed_channels
 from conversations.events import Outbound
 from conversations.i18n import translator
 from conversations.state import ConversationState
@@ -205,7 +206,8 @@ class Retention:
     def _forget_erased_followers(self, now: datetime) -> None:
         """A follower with no conversation (erased, or who never wrote) whose last message is
         older than WeChat's window."""
-        talking = select(_conversation.c.user_key).where(_conversation.c.channel == "wechat")
+        windowed = _conversation.c.channel.in_(windowed_channels())
+        talking = select(_conversation.c.user_key).where(windowed)
         quiet = _wechat_user.c.last_message_at.is_(None) | (
             _wechat_user.c.last_message_at < now - FOLLOWER_WINDOW
         )

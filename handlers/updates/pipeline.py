@@ -45,6 +45,30 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+class Hook:
+    """Something channels want to hear of, from any thread: every subscriber is called. With
+    Telegram and WeChat in one process both subscribe; one callback slot that each channel
+    assigned used to keep only the channel started last, so the other's patients waited for
+    its fallback poll."""
+
+    def __init__(self) -> None:
+        # Replaced whole, never changed in place: a thread firing the hook reads one tuple.
+        self._subscribers: tuple[Callable[[], None], ...] = ()
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Add a subscriber; returns what removes it again."""
+        self._subscribers = (*self._subscribers, callback)
+
+        def unsubscribe() -> None:
+            self._subscribers = tuple(c for c in self._subscribers if c is not callback)
+
+        return unsubscribe
+
+    def __call__(self) -> None:
+        for callback in self._subscribers:
+            callback()
+
+
 class DataRightsRunner(Protocol):
     def run_pending(self) -> int: ...
 
@@ -66,13 +90,14 @@ class Pipeline:
         self.files = files
         self.ingestor = ingestor
         self.uploads = uploads
-        # Called (from a worker thread) when a message was queued outside an update: a
-        # progress message; channels set it to wake their delivery loop.
-        self.wake: Callable[[], None] | None = None
+        # Fired (from a worker thread) when messages were queued outside an update: progress
+        # while files are checked, and what background jobs made (a file report, a copy, an
+        # erasure's farewell); every running channel wakes its delivery loop.
+        self.replies_queued = Hook()
         # Copies and erasures the conversations ask for (handlers/data_rights.py), run with
-        # the file jobs; and how a channel hears that such a job is waiting (any thread).
+        # the file jobs; and how the channels hear that such a job is waiting (any thread).
         self.data_rights: DataRightsRunner | None = None
-        self.jobs_queued: Callable[[], None] | None = None
+        self.jobs_queued = Hook()
         self._running = threading.Lock()
         # Jobs another worker took are left to it for this long (a whole batch's checking).
         self.job_lease_seconds = 3600
@@ -113,7 +138,7 @@ class Pipeline:
         asked = transition is not None and any(
             isinstance(effect, DataRightRequested) for effect in transition.effects
         )
-        if asked and self.jobs_queued is not None:
+        if asked:
             self.jobs_queued()
         return transition
 
@@ -132,6 +157,9 @@ class Pipeline:
             return done
         finally:
             self._running.release()
+            # Whichever channel's loop ran the jobs, the messages they made may be for a
+            # patient on another channel.
+            self.replies_queued()
 
     def _run_file_jobs(self, openers: Mapping[str, FileOpener]) -> int:
         """Store and check the files conversations accepted, one conversation's batch at a
@@ -276,5 +304,4 @@ class _ProgressMessage:
             self.job.channel, self.job.chat_key, message, self.pipeline.clock()
         )
         self.shown = True
-        if self.pipeline.wake is not None:
-            self.pipeline.wake()
+        self.pipeline.replies_queued()
