@@ -14,16 +14,20 @@ from pathlib import Path
 
 from bot.app import App, build_app
 from bot.config import Settings
+from conversations.case_status import CaseStatus
 from handlers.casework.desk import render_card
-from handlers.casework.operations import STATUSES, Actor, CaseworkRefused
+from handlers.casework.operations import Actor, CaseworkRefused
 from handlers.documents.summary import SECTIONS
 from records.checklist import ITEMS
+
+# Plain strings, so argparse's help and errors read as a coordinator types them.
+STATUS_NAMES = [status.value for status in CaseStatus]
 
 
 def add_commands(queue: argparse.ArgumentParser) -> None:
     commands = queue.add_subparsers(dest="queue_command", required=True)
     listing = commands.add_parser("list", help="cases in the queue, one line each")
-    listing.add_argument("--status", choices=STATUSES, help="only cases with this status")
+    listing.add_argument("--status", choices=STATUS_NAMES, help="only cases with this status")
     show = commands.add_parser("show", help="one case: its card, documents and history")
     show.add_argument("reference")
     claim = commands.add_parser("claim", help="take a submitted case")
@@ -34,7 +38,7 @@ def add_commands(queue: argparse.ArgumentParser) -> None:
     request.add_argument("--note", default="", help="a note to the patient (sent as written)")
     status = commands.add_parser("status", help="move a case to another status")
     status.add_argument("reference")
-    status.add_argument("status", choices=STATUSES)
+    status.add_argument("status", choices=STATUS_NAMES)
     status.add_argument("--note", default="", help="a note kept with the change")
     status.add_argument("--reason", default="", help="for declined: the reason the patient sees")
     translate = commands.add_parser("translate", help="attach a translation of a section")
@@ -137,7 +141,7 @@ def _export(app: App, reference: str, out: Path, actor: Actor) -> int:
     work = app.casework
     work.authorise(actor, "export", reference)
     case = work.case(reference)
-    if case.status == "withdrawn":
+    if case.status == CaseStatus.WITHDRAWN:
         raise CaseworkRefused("The patient withdrew consent: this case can no longer be exported.")
     written = write_package(
         case,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from conversations.case_status import CaseStatus, patient_move
 from conversations.effects import FollowUpAsked, NotifyCoordinators
 from conversations.events import (
     STORE_SOURCE,
@@ -33,22 +34,26 @@ FOLLOWUP_PREFIX = "followup:"
 MAX_FOLLOWUP_CHARS = 2000
 
 # How each status reads to the patient in /status, with what happens next.
-STATUS_TEXTS = {
-    "submitted": N_("Submitted. A coordinator will look at it soon and write to you here."),
-    "in_review": N_(
+STATUS_TEXTS: dict[str, str] = {
+    CaseStatus.SUBMITTED: N_(
+        "Submitted. A coordinator will look at it soon and write to you here."
+    ),
+    CaseStatus.IN_REVIEW: N_(
         "A coordinator is reviewing it. They will tell you here if anything is missing."
     ),
-    "waiting_for_patient": N_("Waiting for a few more records from you."),
-    "ready_to_send": N_("Complete. The coordinator is preparing it for the specialists."),
-    "sent_to_specialist": N_(
+    CaseStatus.WAITING_FOR_PATIENT: N_("Waiting for a few more records from you."),
+    CaseStatus.READY_TO_SEND: N_("Complete. The coordinator is preparing it for the specialists."),
+    CaseStatus.SENT_TO_SPECIALIST: N_(
         "With a specialist team in China. A written review usually takes 7 to 14 days; that is "
         "a usual time, not a promise."
     ),
-    "opinion_received": N_("The written opinion has arrived; the coordinator is preparing it."),
-    "opinion_delivered": N_("The written opinion was sent to you here."),
-    "closed": N_("Closed."),
-    "declined": N_("Not taken forward."),
-    "withdrawn": N_("Stopped: you withdrew your consent."),
+    CaseStatus.OPINION_RECEIVED: N_(
+        "The written opinion has arrived; the coordinator is preparing it."
+    ),
+    CaseStatus.OPINION_DELIVERED: N_("The written opinion was sent to you here."),
+    CaseStatus.CLOSED: N_("Closed."),
+    CaseStatus.DECLINED: N_("Not taken forward."),
+    CaseStatus.WITHDRAWN: N_("Stopped: you withdrew your consent."),
 }
 
 DECLINE_REASONS = {
@@ -95,7 +100,7 @@ def case_update(state: ConversationState, system: dict[str, str], t: Translator)
         case.followups_left = int(system.get("followups", "0"))
         replies += _opinion_messages(state, case, system, t)
     elif kind == "status":
-        if case.status != "waiting_for_patient":
+        if case.status != CaseStatus.WAITING_FOR_PATIENT:
             case.requested, case.note = [], ""
         text = _status_message(case, system, t)
         if text:
@@ -134,26 +139,26 @@ def _request_message(state: ConversationState, case: SubmittedCase, t: Translato
 
 def _status_message(case: SubmittedCase, system: dict[str, str], t: Translator) -> str:
     reference = case.reference
-    if case.status == "in_review":
+    if case.status == CaseStatus.IN_REVIEW:
         return t(
             "A coordinator is now reviewing your case {reference}. They will tell you here if "
             "anything is missing.",
             reference=reference,
         )
-    if case.status == "ready_to_send":
+    if case.status == CaseStatus.READY_TO_SEND:
         return t(
             "Thank you: your case {reference} has what it needs. The coordinator is preparing it "
             "for the specialists.",
             reference=reference,
         )
-    if case.status == "sent_to_specialist":
+    if case.status == CaseStatus.SENT_TO_SPECIALIST:
         return t(
             "Your case {reference} has been sent to a specialist team in China. A written review "
             "usually takes 7 to 14 days; that is a usual time, not a promise. We will write to "
             "you here.",
             reference=reference,
         )
-    if case.status == "declined":
+    if case.status == CaseStatus.DECLINED:
         reason = DECLINE_REASONS.get(system.get("reason", ""), DECLINE_REASONS["other"])
         lines = [
             t("We are sorry: we cannot take your case {reference} further.", reference=reference),
@@ -168,7 +173,7 @@ def _status_message(case: SubmittedCase, system: dict[str, str], t: Translator) 
             )
         )
         return "\n\n".join(lines)
-    if case.status == "closed":
+    if case.status == CaseStatus.CLOSED:
         return t(
             "Your case {reference} is now closed. Thank you for trusting us with it. If you "
             "need us again, send /newcase.",
@@ -230,7 +235,8 @@ def followup_text(state: ConversationState, text: str, now: datetime, t: Transla
     if case is None or case.followups_left <= 0:
         return Transition(state, render(state, Outcome()), via="system")
     case.followups_left -= 1
-    case.status = "in_review"
+    # As the coordinators' side moves it (handlers/updates/transaction.py): by the table.
+    case.status = patient_move("follow_up", case.status) or case.status
     asked = FollowUpAsked(
         case_id=case.case_id,
         reference=case.reference,
@@ -266,10 +272,10 @@ def status_lines(state: ConversationState, t: Translator) -> list[str]:
                 "Case {reference}, submitted on {date}: {status}",
                 reference=case.reference,
                 date=t.date(case.submitted_at.date()),
-                status=t(STATUS_TEXTS.get(case.status, STATUS_TEXTS["submitted"])),
+                status=t(STATUS_TEXTS.get(case.status, STATUS_TEXTS[CaseStatus.SUBMITTED])),
             )
         )
-        if case.status == "waiting_for_patient" and case.requested:
+        if case.status == CaseStatus.WAITING_FOR_PATIENT and case.requested:
             items = t.join([item_title(ITEMS[i], t) for i in case.requested if i in ITEMS])
             lines.append("  " + t("Still needed: {items}", items=items))
     return lines

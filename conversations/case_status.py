@@ -7,6 +7,7 @@ patient withdrawing or asking a follow-up question, retention), is checked again
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 
 class CaseStatus(StrEnum):
@@ -39,18 +40,37 @@ MOVES: dict[CaseStatus, frozenset[CaseStatus]] = {
     S.WITHDRAWN: frozenset(),
 }
 
+# Nothing more will happen to a case in these: retention may erase it once it is old.
+ENDED = frozenset({S.CLOSED, S.DECLINED, S.WITHDRAWN})
+
 # Coordinators have finished with a case in these: quiet (never idle), and a withdrawal
-# leaves such a case as it is.
-FINISHED = frozenset({S.OPINION_DELIVERED, S.CLOSED, S.DECLINED, S.WITHDRAWN})
+# leaves such a case as it is. A delivered opinion has not ended: a follow-up may come.
+FINISHED = ENDED | {S.OPINION_DELIVERED}
+
+# A coordinator has the case in hand and is preparing it: items may be requested of the
+# patient, and the card suggests directions.
+PREPARING = frozenset({S.IN_REVIEW, S.WAITING_FOR_PATIENT, S.READY_TO_SEND})
 
 # The patient's own moves, which no coordinator makes: withdrawing consent stops any open
 # case; a follow-up question about a delivered opinion returns the case to review.
-PATIENT_MOVES: dict[str, tuple[frozenset[CaseStatus], CaseStatus]] = {
+PatientAction = Literal["withdraw", "follow_up"]
+PATIENT_MOVES: dict[PatientAction, tuple[frozenset[CaseStatus], CaseStatus]] = {
     "withdraw": (frozenset(S) - FINISHED, S.WITHDRAWN),
     "follow_up": (frozenset({S.OPINION_DELIVERED, S.CLOSED}), S.IN_REVIEW),
 }
 
 
+VALUES = frozenset(S)
+
+
 def can_move(before: str, after: str) -> bool:
-    """A coordinator's move from `before` to `after` is allowed."""
-    return before in MOVES and CaseStatus(after) in MOVES[CaseStatus(before)]
+    """A coordinator's move from `before` to `after` is allowed (never from or to a status
+    the table does not know)."""
+    return before in VALUES and after in VALUES and after in MOVES[CaseStatus(before)]
+
+
+def patient_move(action: PatientAction, before: str) -> CaseStatus | None:
+    """Where the patient's `action` ("withdraw", "follow_up") takes a case now in `before`;
+    None when the table does not allow it from there (the case stays as it is)."""
+    allowed_from, after = PATIENT_MOVES[action]
+    return after if before in allowed_from else None

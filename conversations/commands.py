@@ -42,36 +42,6 @@ DATA_HELP = N_(
     "/delete — erase everything"
 )
 
-# Step -> plain description for /status.
-STEP_DESCRIPTIONS: dict[str, str] = {
-    "emergency": N_("the first safety question"),
-    "emergency_paused": N_("paused for your safety"),
-    "about": N_("what the service is"),
-    "consent_health": N_("consent"),
-    "consent_transfer": N_("consent"),
-    "declined": N_("not started"),
-    "for_whom": N_("who the case is for"),
-    "relationship": N_("who the case is for"),
-    "fit_verdict": N_("whether a second opinion fits"),
-    "stopped": N_("paused after the fit assessment"),
-    "area": N_("the area of medicine"),
-    "oncology_kind": N_("the area of medicine"),
-    "diagnosis": N_("the diagnosis"),
-    "questions": N_("your questions"),
-    "timeline": N_("the timeline"),
-    "records": N_("the records checklist"),
-    "records_upload": N_("the records checklist"),
-    "readiness": N_("the records checklist"),
-    "review": N_("the review"),
-    "submitted": N_("submitted"),
-    "withdrawn": N_("consent withdrawn"),
-    "erasing": N_("erasing your information"),
-}
-
-
-def _describe(step: str) -> str:
-    return STEP_DESCRIPTIONS.get(step, N_("whether a second opinion fits"))
-
 
 def run(state: ConversationState, event: Inbound, ctx: Context) -> Transition:
     handler = _COMMANDS.get(event.command.lower())
@@ -153,7 +123,7 @@ def _status(state: ConversationState, event: Inbound, ctx: Context) -> Transitio
     t = translator(state.locale)
     lines = status_lines(state, t)
     if state.step != "submitted":
-        lines.append(t("You are at: {where}.", where=t(_describe(state.step))))
+        lines.append(t("You are at: {where}.", where=t(STEPS[state.step].description)))
     return _show(state, ["\n".join(lines)])
 
 

@@ -10,7 +10,7 @@ or, for an erasure, once the conversation itself is gone.
 
 from __future__ import annotations
 
-from conversations.case_status import FINISHED
+from conversations.case_status import patient_move
 from conversations.effects import ConsentGiven, ConsentWithdrawn, DataRightRequested
 from conversations.i18n import Translator, translator
 from conversations.state import Consent, ConversationState
@@ -64,7 +64,7 @@ def consent_again(state: ConversationState, choice_id: str, ctx: Context) -> Tra
 
 
 def open_cases(state: ConversationState) -> list[str]:
-    return [case.case_id for case in state.submitted if case.status not in FINISHED]
+    return [case.case_id for case in state.submitted if patient_move("withdraw", case.status)]
 
 
 def ask_withdraw(state: ConversationState, t: Translator) -> Transition:
@@ -117,8 +117,9 @@ def confirmed(state: ConversationState, ctx: Context) -> Transition:
 def _stop_processing(state: ConversationState) -> None:
     state.consent_health = state.consent_transfer = None
     for case in state.submitted:
-        if case.status not in FINISHED:
-            case.status = "withdrawn"
+        stopped = patient_move("withdraw", case.status)
+        if stopped is not None:
+            case.status = stopped
             case.requested, case.note, case.followups_left = [], "", 0
     state.history = []
     state.returning_to_review = False

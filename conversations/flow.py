@@ -22,19 +22,8 @@ STEPS: dict[str, Step] = {
 
 FIRST_STEP = "emergency"
 
-# Steps before consent: they take buttons only, and nothing they see is kept.
-BEFORE_CONSENT = frozenset(
-    {
-        "emergency",
-        "emergency_paused",
-        "about",
-        "consent_health",
-        "consent_transfer",
-        "declined",
-        "withdrawn",
-        "erasing",
-    }
-)
+# Steps before consent, as each declares: they take buttons only, and nothing they see is kept.
+BEFORE_CONSENT = frozenset(step.id for step in STEPS.values() if step.before_consent)
 
 # Section of each step, in order, so the review can send a patient back to one part.
 SECTION_ORDER = ("who", "fit", "area", "questions", "timeline", "records")

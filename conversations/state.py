@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from conversations.case_status import CaseStatus
+
 ItemStatus = Literal["pending", "uploaded", "later", "not_applicable"]
 FileStatus = Literal["received", "stored", "failed"]
 
@@ -100,8 +102,8 @@ class SubmittedCase(BaseModel):
     case_id: str
     reference: str
     submitted_at: datetime
-    # Where the coordinators have it (conversations/case_status.py), as last told.
-    status: str = "submitted"
+    # Where the coordinators have it (a CaseStatus), as last told.
+    status: str = CaseStatus.SUBMITTED
     # Checklist items the coordinator asked for, and their note (their words, verbatim).
     requested: list[str] = Field(default_factory=list)
     note: str = ""

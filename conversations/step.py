@@ -70,6 +70,11 @@ class Step:
 
     id: str
     prompt: str | PromptFn
+    # Where the patient is, as /status tells them ("You are at: …"): a msgid. Several steps
+    # of one part share theirs.
+    description: str = field(kw_only=True)
+    # Before consent: the step takes buttons only, and nothing it sees is kept.
+    before_consent: bool = field(default=False, kw_only=True)
     choices: tuple[Choice, ...] | ChoicesFn = ()
     on_choice: ChoiceHandler | None = None
     on_text: TextHandler | None = None

@@ -4,6 +4,7 @@ who may act, which moves are allowed, what the patient reads at each step."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from bot.config import Settings
 from storage.models import CaseEvent, CoordinatorAction
 from tests.conftest import Chat
 from tests.test_review_and_cases import to_review
+
+Queue = Callable[..., int]  # `huizhen queue …`, the `cli` fixture
 
 
 @pytest.fixture
@@ -235,3 +238,54 @@ def test_terminal_escapes_in_a_patients_words_reach_the_cli_only_as_visible_text
     assert "scan\\x1b]0;pwned\\x07\\u202efdp.exe" in out.out
     assert '"checked\\x1b[2J\\x0d\\u2066 \\x1b]0;pwned\\x07"' in out.out
     assert "\nDocuments:\n" in out.out and "\nHistory:\n" in out.out  # the layout stays
+
+
+def delivered(chat: Chat, app: App, cli: Queue, tmp_path: Path) -> str:
+    """A submitted case taken through to its delivered opinion, by the CLI."""
+    reference = submitted(chat, app)
+    for args in (("claim", reference), ("status", reference, "ready_to_send")):
+        assert cli(*args, "--as", "900") == 0
+    assert cli("status", reference, "sent_to_specialist", "--as", "900") == 0
+    opinion = tmp_path / "opinion-zh.pdf"
+    opinion.write_bytes(b"%PDF-1.4 specialist opinion")
+    assert cli("opinion", reference, str(opinion), "--as", "900") == 0
+    assert "you can ask up to 3 follow-up questions" in deliver(chat)
+    return reference
+
+
+def test_a_follow_up_question_on_a_delivered_opinion_returns_the_case_to_review(
+    chat: Chat, app: App, cli: Queue, tmp_path: Path
+) -> None:
+    reference = delivered(chat, app, cli, tmp_path)
+    chat.press("Ask a question")
+    chat.say("Is the operation urgent?")
+    case = app.queue.list()[0]
+    assert case.status == "in_review"
+    assert "A coordinator is reviewing it." in deliver(chat)
+    events = app.casework.events(case.id)
+    asked = [e for e in events if e.kind == "follow_up"]
+    assert [(e.from_status, e.to_status, e.note) for e in asked] == [
+        ("opinion_delivered", "in_review", "Is the operation urgent?")
+    ]
+    # The coordinator answers from review, as from any other case in it.
+    assert cli("status", reference, "ready_to_send", "--as", "900") == 0
+
+
+def test_a_follow_up_on_a_case_declined_since_is_kept_but_does_not_reopen_it(
+    chat: Chat, app: App, cli: Queue, tmp_path: Path
+) -> None:
+    """The table lets a follow-up move a case only from a delivered opinion or a closed case:
+    asked about a case a coordinator has since declined, the question reaches them, and the
+    case stays declined, for the coordinators and in the patient's /status alike."""
+    reference = delivered(chat, app, cli, tmp_path)
+    chat.press("Ask a question")
+    assert cli("status", reference, "in_review", "--as", "900") == 0
+    assert cli("status", reference, "declined", "--reason", "other", "--as", "900") == 0
+    reply = chat.say("Could another specialist look at it?")
+    assert "Your question is with the coordinator" in reply
+    case = app.queue.list()[0]
+    assert case.status == "declined"
+    screen = deliver(chat)
+    assert "Not taken forward." in screen and "reviewing" not in screen
+    asked = [e for e in app.casework.events(case.id) if e.kind == "follow_up"]
+    assert [(e.from_status, e.to_status) for e in asked] == [("declined", "declined")]

@@ -17,6 +17,9 @@ from conversations.timeline import parse_lines
 from records.checklist import AREAS, ONCOLOGY_KINDS
 from records.markers import N_
 
+# /status for both questions about the area.
+AREA_DESCRIPTION = N_("the area of medicine")
+
 MAX_DIAGNOSIS_LENGTH = 1000
 MAX_TIMELINE_ENTRIES = 60
 
@@ -31,6 +34,7 @@ def _area(state: ConversationState, choice: str, ctx: Context) -> Outcome:
 
 AREA = Step(
     id="area",
+    description=AREA_DESCRIPTION,
     prompt=N_("Which area of medicine is this about?"),
     choices=tuple(Choice(key, label) for key, label in AREAS.items()),
     on_choice=_area,
@@ -46,6 +50,7 @@ def _oncology_kind(state: ConversationState, choice: str, ctx: Context) -> Outco
 
 ONCOLOGY_KIND = Step(
     id="oncology_kind",
+    description=AREA_DESCRIPTION,
     prompt=N_("Which kind of cancer or tumour?"),
     choices=tuple(Choice(key, label) for key, label in ONCOLOGY_KINDS.items()),
     on_choice=_oncology_kind,
@@ -66,6 +71,7 @@ def _diagnosis_choice(state: ConversationState, choice: str, ctx: Context) -> Ou
 
 DIAGNOSIS = Step(
     id="diagnosis",
+    description=N_("the diagnosis"),
     prompt=N_(
         "In your own words, what diagnosis has been given so far? For example: "
         '"liver cancer, about 4 cm, doctors suggest surgery".'
@@ -212,6 +218,7 @@ def _questions_text(state: ConversationState, text: str, ctx: Context, t: Transl
 
 QUESTIONS = Step(
     id="questions",
+    description=N_("your questions"),
     prompt=_questions_prompt,
     choices=_questions_choices,
     on_choice=_questions_choice,
@@ -294,6 +301,7 @@ def _timeline_text(state: ConversationState, text: str, ctx: Context, t: Transla
 
 TIMELINE = Step(
     id="timeline",
+    description=N_("the timeline"),
     prompt=_timeline_prompt,
     choices=_timeline_choices,
     on_choice=_timeline_choice,

@@ -14,6 +14,9 @@ from conversations.state import ConversationState
 from conversations.step import Choice, Context, Outcome, Step
 from records.markers import N_
 
+# /status for every question of the fit assessment.
+FITS_DESCRIPTION = N_("whether a second opinion fits")
+
 EXPECTATIONS = N_(
     "What to expect: finding a suitable specialist usually takes 1 to 3 weeks, and a written "
     "review 7 to 14 days once your case is complete. These are typical times, not promises, "
@@ -40,6 +43,7 @@ def _toggle_reason(state: ConversationState, choice: str, ctx: Context) -> Outco
 
 FIT_REASONS = Step(
     id="fit_reasons",
+    description=FITS_DESCRIPTION,
     prompt=N_("Why are you looking for a second opinion? Choose all that apply, then press Done."),
     choices=_reason_choices,
     on_choice=_toggle_reason,
@@ -72,6 +76,7 @@ def _situation_step(index: int, key: str) -> Step:
 
     return Step(
         id=SITUATION_STEP_IDS[index],
+        description=FITS_DESCRIPTION,
         prompt=SITUATION_QUESTIONS[key],
         choices=GOAL_CHOICES if key == "goal" else YES_NO_UNSURE,
         on_choice=answer,
@@ -110,6 +115,7 @@ def _verdict_choices(state: ConversationState) -> tuple[Choice, ...]:
 
 FIT_VERDICT = Step(
     id="fit_verdict",
+    description=FITS_DESCRIPTION,
     prompt=_verdict_prompt,
     choices=_verdict_choices,
     edges=("area", "stopped"),
@@ -118,6 +124,7 @@ FIT_VERDICT = Step(
 
 STOPPED = Step(
     id="stopped",
+    description=N_("paused after the fit assessment"),
     prompt=N_(
         "Thank you for telling me. Your answers are kept, and you can come back at any "
         "time: send /start to pick up where you left off.\n\nPlease keep talking with your "

@@ -24,8 +24,12 @@ def _for_whom(state: ConversationState, choice: str, ctx: Context) -> Outcome:
     return Outcome(goto="relationship")
 
 
+# /status for both questions about whom the case is for.
+WHO_DESCRIPTION = N_("who the case is for")
+
 FOR_WHOM = Step(
     id="for_whom",
+    description=WHO_DESCRIPTION,
     prompt=N_("Thank you. Who is this second opinion for?"),
     choices=(
         Choice("self", N_("For me")),
@@ -49,6 +53,7 @@ def _relationship_text(state: ConversationState, text: str, ctx: Context, t: Tra
 
 RELATIONSHIP = Step(
     id="relationship",
+    description=WHO_DESCRIPTION,
     prompt=N_(
         "Who is the patient to you? Thank you for helping them.\n\n"
         "From here on, please answer about the patient."

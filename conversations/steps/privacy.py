@@ -9,6 +9,8 @@ from records.markers import N_
 # conversations/data_rights.py moves patients here (commands, so no edges of their own).
 WITHDRAWN = Step(
     id="withdrawn",
+    description=N_("consent withdrawn"),
+    before_consent=True,
     prompt=N_(
         "You have withdrawn your consent, so I have stopped processing your health "
         "information.\n\nWhat is already stored stays safely stored until you delete it or its "
@@ -19,6 +21,8 @@ WITHDRAWN = Step(
 )
 ERASING = Step(
     id="erasing",
+    description=N_("erasing your information"),
+    before_consent=True,
     prompt=N_("I'm erasing your information now. I'll tell you here when it's done."),
     edges=(),
 )

@@ -16,6 +16,9 @@ from records.checklist import (
 )
 from records.markers import N_
 
+# /status anywhere in the checklist.
+CHECKLIST_DESCRIPTION = N_("the records checklist")
+
 MAX_FILES_PER_CASE = 500
 # Files past this many in one message are acknowledged as a count, not one line each.
 LIST_RECEIVED_UP_TO = 8
@@ -167,6 +170,7 @@ def _upload_choice(state: ConversationState, choice: str, ctx: Context) -> Outco
 
 RECORDS = Step(
     id="records",
+    description=CHECKLIST_DESCRIPTION,
     prompt=_records_prompt,
     choices=_records_choices,
     on_choice=_records_choice,
@@ -176,6 +180,7 @@ RECORDS = Step(
 
 RECORDS_UPLOAD = Step(
     id="records_upload",
+    description=CHECKLIST_DESCRIPTION,
     prompt=_upload_prompt,
     choices=(
         Choice("done", N_("Done")),
@@ -229,6 +234,7 @@ def readiness_text(state: ConversationState, t: Translator) -> str:
 
 READINESS = Step(
     id="readiness",
+    description=CHECKLIST_DESCRIPTION,
     prompt=readiness_text,
     choices=(Choice("continue", N_("Continue to review"), goto="review"),),
     edges=("review",),

@@ -145,6 +145,7 @@ def _submit(state: ConversationState, ctx: Context) -> Outcome:
 
 REVIEW = Step(
     id="review",
+    description=N_("the review"),
     prompt=_review_prompt,
     choices=(
         Choice("submit", N_("Submit the case")),
@@ -175,6 +176,7 @@ def _submitted_prompt(state: ConversationState, t: Translator) -> str:
 
 SUBMITTED = Step(
     id="submitted",
+    description=N_("submitted"),
     prompt=_submitted_prompt,
     edges=(),
 )

@@ -12,6 +12,9 @@ from conversations.state import Consent, ConversationState
 from conversations.step import Choice, ChoiceHandler, Context, Outcome, Step
 from records.markers import N_
 
+# /status for both consents.
+CONSENT_DESCRIPTION = N_("consent")
+
 # Bump a version when its text changes in meaning; the version a patient agreed to is stored.
 HEALTH_CONSENT_VERSION = "health-2026-11"
 TRANSFER_CONSENT_VERSION = "transfer-2026-11"
@@ -61,6 +64,8 @@ def emergency_message(t: Translator) -> str:
 
 EMERGENCY = Step(
     id="emergency",
+    description=N_("the first safety question"),
+    before_consent=True,
     prompt=N_(
         "Hello, I'm Huizhen. I help you prepare a case for a second opinion from specialists "
         "in China.\n\nFirst, an important question: is anyone having sudden, severe or "
@@ -117,6 +122,8 @@ def _paused_choices(state: ConversationState) -> tuple[Choice, ...]:
 
 EMERGENCY_PAUSED = Step(
     id="emergency_paused",
+    description=N_("paused for your safety"),
+    before_consent=True,
     prompt=_paused_prompt,
     choices=_paused_choices,
     on_choice=_resume_after_emergency,
@@ -125,6 +132,8 @@ EMERGENCY_PAUSED = Step(
 
 ABOUT = Step(
     id="about",
+    description=N_("what the service is"),
+    before_consent=True,
     prompt=N_(
         "Here is what I do, and what I don't.\n\n"
         "• I help you gather your medical records and questions into one clear case.\n"
@@ -172,6 +181,8 @@ CONSENT_HEALTH_PROMPT = N_(
 
 CONSENT_HEALTH = Step(
     id="consent_health",
+    description=CONSENT_DESCRIPTION,
+    before_consent=True,
     prompt=CONSENT_HEALTH_PROMPT,
     choices=(
         Choice("agree", N_("I agree")),
@@ -189,6 +200,8 @@ CONSENT_TRANSFER_PROMPT = N_(
 
 CONSENT_TRANSFER = Step(
     id="consent_transfer",
+    description=CONSENT_DESCRIPTION,
+    before_consent=True,
     prompt=CONSENT_TRANSFER_PROMPT,
     choices=(
         Choice("agree", N_("I agree")),
@@ -200,6 +213,8 @@ CONSENT_TRANSFER = Step(
 
 DECLINED = Step(
     id="declined",
+    description=N_("not started"),
+    before_consent=True,
     prompt=N_(
         "That's completely fine. I haven't stored any health information about you.\n\n"
         "If you change your mind, send /start at any time."

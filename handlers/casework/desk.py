@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from conversations.case_progress import DECLINE_REASONS
+from conversations.case_status import PREPARING, VALUES, CaseStatus
 from conversations.fit import VERDICT_TITLES
 from conversations.i18n import COORDINATOR_LOCALES, bilingual, translator
 from conversations.state import ConversationState, IntakeDraft
@@ -24,41 +25,68 @@ from records.checklist import AREAS, ITEMS, checklist_for
 from records.markers import N_
 from storage.models import Case, CaseEvent
 
-STATUS_LABELS = {
-    "submitted": N_("submitted"),
-    "in_review": N_("in review"),
-    "waiting_for_patient": N_("waiting for the patient"),
-    "ready_to_send": N_("ready to send"),
-    "sent_to_specialist": N_("sent to a specialist"),
-    "opinion_received": N_("opinion received"),
-    "opinion_delivered": N_("opinion delivered"),
-    "closed": N_("closed"),
-    "declined": N_("declined"),
-    "withdrawn": N_("consent withdrawn by the patient"),
+S = CaseStatus
+
+STATUS_LABELS: dict[CaseStatus, str] = {
+    S.SUBMITTED: N_("submitted"),
+    S.IN_REVIEW: N_("in review"),
+    S.WAITING_FOR_PATIENT: N_("waiting for the patient"),
+    S.READY_TO_SEND: N_("ready to send"),
+    S.SENT_TO_SPECIALIST: N_("sent to a specialist"),
+    S.OPINION_RECEIVED: N_("opinion received"),
+    S.OPINION_DELIVERED: N_("opinion delivered"),
+    S.CLOSED: N_("closed"),
+    S.DECLINED: N_("declined"),
+    S.WITHDRAWN: N_("consent withdrawn by the patient"),
 }
 
-# Buttons per status: (action, target status or "", label).
-BUTTONS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "submitted": (("claim", "", N_("Claim")), ("decline", "", N_("Decline"))),
-    "in_review": (
-        ("pick", "", N_("Request items")),
-        ("move", "ready_to_send", N_("Ready to send")),
-        ("decline", "", N_("Decline")),
-        ("move", "submitted", N_("Unclaim")),
+
+@dataclass(frozen=True)
+class Button:
+    """A card button: what it does, the status it leads to (by the table in
+    conversations/case_status.py), and its label."""
+
+    # "claim"; "move" to `target`; "pick" items to request; "decline" with a reason.
+    action: str
+    target: CaseStatus
+    label: str
+
+    def action_id(self, reference: str) -> str:
+        # Only a plain move names its target; the others lead to theirs by what they do.
+        return f"{self.action}:{reference}" + (f":{self.target}" if self.action == "move" else "")
+
+
+# Buttons per status; a status no coordinator moves from here has none.
+BUTTONS: dict[CaseStatus, tuple[Button, ...]] = {
+    S.SUBMITTED: (
+        Button("claim", S.IN_REVIEW, N_("Claim")),
+        Button("decline", S.DECLINED, N_("Decline")),
     ),
-    "waiting_for_patient": (
-        ("move", "ready_to_send", N_("Ready to send")),
-        ("pick", "", N_("Request items")),
-        ("move", "in_review", N_("Back to review")),
+    S.IN_REVIEW: (
+        Button("pick", S.WAITING_FOR_PATIENT, N_("Request items")),
+        Button("move", S.READY_TO_SEND, N_("Ready to send")),
+        Button("decline", S.DECLINED, N_("Decline")),
+        Button("move", S.SUBMITTED, N_("Unclaim")),
     ),
-    "ready_to_send": (
-        ("move", "sent_to_specialist", N_("Sent to specialist")),
-        ("move", "in_review", N_("Back to review")),
+    S.WAITING_FOR_PATIENT: (
+        Button("move", S.READY_TO_SEND, N_("Ready to send")),
+        Button("pick", S.WAITING_FOR_PATIENT, N_("Request items")),
+        Button("move", S.IN_REVIEW, N_("Back to review")),
     ),
-    "sent_to_specialist": (("move", "ready_to_send", N_("Not sent after all")),),
-    "opinion_delivered": (("move", "closed", N_("Close")), ("move", "in_review", N_("Reopen"))),
-    "closed": (("move", "in_review", N_("Reopen")),),
-    "declined": (("move", "in_review", N_("Reopen")),),
+    S.READY_TO_SEND: (
+        Button("move", S.SENT_TO_SPECIALIST, N_("Sent to specialist")),
+        Button("move", S.IN_REVIEW, N_("Back to review")),
+    ),
+    S.SENT_TO_SPECIALIST: (Button("move", S.READY_TO_SEND, N_("Not sent after all")),),
+    # The opinion arrives as files, through the CLI: no button delivers it.
+    S.OPINION_RECEIVED: (),
+    S.OPINION_DELIVERED: (
+        Button("move", S.CLOSED, N_("Close")),
+        Button("move", S.IN_REVIEW, N_("Reopen")),
+    ),
+    S.CLOSED: (Button("move", S.IN_REVIEW, N_("Reopen")),),
+    S.DECLINED: (Button("move", S.IN_REVIEW, N_("Reopen")),),
+    S.WITHDRAWN: (),
 }
 MAX_FOLLOWUP_SHOWN = 600
 
@@ -100,7 +128,7 @@ def render_card(case: Case, now: datetime, events: list[CaseEvent] | None = None
     for locale in COORDINATOR_LOCALES:
         t = translator(locale)
         missing = t.join([t(item.label) for item in result.missing_critical]) or t("none")
-        status = t(STATUS_LABELS.get(case.status, case.status))
+        status = t(STATUS_LABELS[S(case.status)]) if case.status in VALUES else case.status
         lines = [
             t("Case {reference}", reference=case.reference),
             t(
@@ -120,7 +148,7 @@ def render_card(case: Case, now: datetime, events: list[CaseEvent] | None = None
         if case.coordinator:
             lines.append(t("Claimed by: {coordinator}", coordinator=case.coordinator))
         found = directions.for_area(case.area)
-        if found and case.status in ("in_review", "waiting_for_patient", "ready_to_send"):
+        if found and case.status in PREPARING:
             chinese = locale.startswith("zh")
             names = [
                 f"{d.hospital} ({d.city}, {d.strength_zh if chinese else d.strength_en})"
@@ -158,10 +186,8 @@ def _actions(case: Case) -> tuple[tuple[str, str], ...]:
             (_both(text), f"declined:{ref}:{reason}") for reason, text in DECLINE_REASONS.items()
         )
         return (*reasons, (_both(N_("Cancel")), f"cancel:{ref}"))
-    return tuple(
-        (_both(label), f"{action}:{ref}" + (f":{target}" if target else ""))
-        for action, target, label in BUTTONS.get(case.status, ())
-    )
+    buttons = BUTTONS[S(case.status)] if case.status in VALUES else ()
+    return tuple((_both(button.label), button.action_id(ref)) for button in buttons)
 
 
 class CoordinatorDesk:
@@ -231,7 +257,7 @@ class CoordinatorDesk:
             work.move(reference, value, actor)
             return bilingual(N_("Done."))
         if action == "declined":
-            work.move(reference, "declined", actor, reason=value)
+            work.move(reference, CaseStatus.DECLINED, actor, reason=value)
             return bilingual(N_("The case is declined; the patient has been told kindly."))
         # The pickers: only coordinators open them, and nothing is sent until confirmed.
         work.authorise(actor, action, reference)

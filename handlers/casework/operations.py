@@ -1,6 +1,7 @@
 """The coordinators' work on a case, whichever way they act (buttons on the case card in
-their chat, or the CLI): the statuses and the moves between them, requests for missing items,
-the opinion, translations, reminders, and cases left idle.
+their chat, or the CLI): moves between statuses (each checked against the one table in
+conversations/case_status.py), requests for missing items, the opinion, translations,
+reminders, and cases left idle.
 
 Every action is checked (only coordinators act), recorded as a case event (who, when, from,
 to), told to the patient in their language (a system event their conversation applies, see
@@ -20,6 +21,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from conversations.case_progress import DECLINE_REASONS
+from conversations.case_status import FINISHED, PREPARING, VALUES, CaseStatus, can_move
 from conversations.events import CoordinatorNotice, Inbound, InboundKind
 from conversations.i18n import bilingual
 from handlers.updates.pipeline import Pipeline
@@ -32,38 +34,8 @@ from storage.models import Case, CaseEvent, CoordinatorAction, Outbox, SectionTr
 
 log = logging.getLogger(__name__)
 
-STATUSES = (
-    "submitted",
-    "in_review",
-    "waiting_for_patient",
-    "ready_to_send",
-    "sent_to_specialist",
-    "opinion_received",
-    "opinion_delivered",
-    "closed",
-    "declined",
-    "withdrawn",
-)
-
-
-# Forward along the path, and the sensible moves back (a claim returned, a case reopened).
-MOVES: dict[str, frozenset[str]] = {
-    "submitted": frozenset({"in_review", "declined"}),
-    "in_review": frozenset({"submitted", "waiting_for_patient", "ready_to_send", "declined"}),
-    "waiting_for_patient": frozenset({"in_review", "ready_to_send", "declined"}),
-    "ready_to_send": frozenset({"in_review", "waiting_for_patient", "sent_to_specialist"}),
-    "sent_to_specialist": frozenset({"ready_to_send", "opinion_received"}),
-    "opinion_received": frozenset({"sent_to_specialist", "opinion_delivered"}),
-    "opinion_delivered": frozenset({"in_review", "closed"}),
-    "closed": frozenset({"in_review"}),
-    "declined": frozenset({"in_review"}),
-    # The patient withdrew consent: nothing more may be done with the case.
-    "withdrawn": frozenset(),
-}
-
 # Statuses waiting on the patient or on the specialists are not idle when quiet for days.
-IDLE_FACTOR = {"waiting_for_patient": 3, "sent_to_specialist": 5}
-QUIET_STATUSES = frozenset({"opinion_delivered", "closed", "declined", "withdrawn"})
+IDLE_FACTOR: dict[str, int] = {CaseStatus.WAITING_FOR_PATIENT: 3, CaseStatus.SENT_TO_SPECIALIST: 5}
 
 
 class CaseworkRefused(Exception):
@@ -156,31 +128,26 @@ class Casework:
     def claim(self, reference: str, actor: Actor) -> Case:
         self.authorise(actor, "claim", reference)
         case = self.case(reference)
-        if case.status != "submitted":
+        if case.status != CaseStatus.SUBMITTED:
             raise CaseworkRefused(bilingual(N_("This case was already claimed.")))
-        return self._move(case, "in_review", actor, coordinator=actor.id)
+        return self._move(case, CaseStatus.IN_REVIEW, actor, coordinator=actor.id)
 
     def move(
         self, reference: str, status: str, actor: Actor, note: str = "", reason: str = ""
     ) -> Case:
         self.authorise(actor, f"status:{status}", reference)
         case = self.case(reference)
-        if status not in STATUSES:
-            raise CaseworkRefused(f"unknown status {status}; one of: {', '.join(STATUSES)}")
-        if status not in MOVES[case.status]:
-            raise CaseworkRefused(
-                bilingual(
-                    N_("A case cannot go from {current} to {wanted}."),
-                    current=case.status,
-                    wanted=status,
-                )
-            )
-        if status == "declined" and reason not in DECLINE_REASONS:
+        if status not in VALUES:
+            known = ", ".join(CaseStatus)
+            raise CaseworkRefused(f"unknown status {status}; one of: {known}")
+        _check_move(case.status, status)
+        if status == CaseStatus.DECLINED and reason not in DECLINE_REASONS:
             reason = "other"
-        if status == "opinion_delivered":
+        if status == CaseStatus.OPINION_DELIVERED:
             raise CaseworkRefused(bilingual(N_("Attach the opinion to deliver it.")))
         # A claim handed back: the case is anyone's again.
-        changes: dict[str, object] = {"coordinator": None} if status == "submitted" else {}
+        unclaimed = status == CaseStatus.SUBMITTED
+        changes: dict[str, object] = {"coordinator": None} if unclaimed else {}
         return self._move(case, status, actor, note=note, reason=reason, changes=changes)
 
     def request(self, reference: str, items: Sequence[str], actor: Actor, note: str = "") -> Case:
@@ -193,12 +160,12 @@ class Casework:
                 f"unknown checklist items: {', '.join(unknown) or '(none given)'}; "
                 f"known: {', '.join(ITEMS)}"
             )
-        if case.status not in ("in_review", "waiting_for_patient", "ready_to_send"):
+        if case.status not in PREPARING:
             raise CaseworkRefused(bilingual(N_("Claim the case before requesting items.")))
         now = self.clock()
         return self._move(
             case,
-            "waiting_for_patient",
+            CaseStatus.WAITING_FOR_PATIENT,
             actor,
             note=note,
             kind="requested",
@@ -217,7 +184,7 @@ class Casework:
         deliver both to the patient."""
         self.authorise(actor, "opinion", reference)
         case = self.case(reference)
-        if case.status not in ("sent_to_specialist", "opinion_received"):
+        if case.status not in (CaseStatus.SENT_TO_SPECIALIST, CaseStatus.OPINION_RECEIVED):
             raise CaseworkRefused(bilingual(N_("Send the case to a specialist first.")))
         stored: list[tuple[str, str]] = []
         rows = []
@@ -240,13 +207,15 @@ class Casework:
                 )
             )
         self.documents.add(rows)
-        if case.status == "sent_to_specialist":
-            case = self._move(case, "opinion_received", actor)
+        if case.status == CaseStatus.SENT_TO_SPECIALIST:
+            case = self._move(case, CaseStatus.OPINION_RECEIVED, actor)
         details: dict[str, object] = {
             "files": json.dumps(stored),
             "followups": str(self.followup_questions),
         }
-        return self._move(case, "opinion_delivered", actor, kind="opinion", details=details)
+        return self._move(
+            case, CaseStatus.OPINION_DELIVERED, actor, kind="opinion", details=details
+        )
 
     def translate(self, reference: str, section: str, text: str, actor: Actor) -> None:
         self.authorise(actor, f"translate:{section}", reference)
@@ -305,7 +274,9 @@ class Casework:
         now = self.clock()
         sent = 0
         with Session(self.engine) as session:
-            waiting = session.exec(select(Case).where(Case.status == "waiting_for_patient")).all()
+            waiting = session.exec(
+                select(Case).where(Case.status == CaseStatus.WAITING_FOR_PATIENT)
+            ).all()
         for case in waiting:
             if case.requested_at is None or case.reminders_sent >= max_reminders:
                 continue
@@ -332,7 +303,7 @@ class Casework:
         with Session(self.engine) as session:
             cases = session.exec(select(Case)).all()
             for case in cases:
-                if case.status in QUIET_STATUSES or case.status_changed_at is None:
+                if case.status in FINISHED or case.status_changed_at is None:
                     continue
                 limit = timedelta(days=idle_days * IDLE_FACTOR.get(case.status, 1))
                 since = _naive(case.status_changed_at)
@@ -375,6 +346,8 @@ class Casework:
             assert fresh is not None
             if fresh.status != case.status:
                 raise CaseworkRefused(bilingual(N_("Someone else changed this case just now.")))
+            if status != fresh.status:  # a second request keeps the case where it is
+                _check_move(fresh.status, status)
             event = self._event(
                 fresh,
                 actor,
@@ -452,6 +425,16 @@ class Casework:
                 update_key=update_key,
                 kind=InboundKind.SYSTEM,
                 system={"event": "case_update", "case_id": case.id, **system},
+            )
+        )
+
+
+def _check_move(before: str, after: str) -> None:
+    """Every coordinator's move, whichever action makes it, goes by the one table."""
+    if not can_move(before, after):
+        raise CaseworkRefused(
+            bilingual(
+                N_("A case cannot go from {current} to {wanted}."), current=before, wanted=after
             )
         )
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
+from conversations.case_status import ENDED
 from conversations.channels import windowed_channels
 from conversations.events import Outbound
 from conversations.i18n import translator
@@ -40,7 +41,6 @@ _outbox: Any = Outbox.__table__  # type: ignore[attr-defined]
 _document: Any = Document.__table__  # type: ignore[attr-defined]
 _wechat_user: Any = WeChatUser.__table__  # type: ignore[attr-defined]
 
-ENDED_STATUSES = ("closed", "declined", "withdrawn")
 SENT_MESSAGES_KEPT = timedelta(days=30)
 # WeChat's window for messages to a follower is 48 hours: an erased follower's delivery
 # bookkeeping is not needed after it.
@@ -172,7 +172,7 @@ class Retention:
         people: dict[tuple[str, str], tuple[str, bool]] = {}
         with self._reader.connect() as conn:
             for row in conn.execute(query).all():
-                ended = row.status in ENDED_STATUSES and (
+                ended = row.status in ENDED and (
                     row.status_changed_at is not None
                     and _naive(row.status_changed_at) < _naive(long_ago)
                 )

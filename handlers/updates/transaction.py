@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from conversations.case_status import PATIENT_MOVES, CaseStatus
+from conversations.case_status import CaseStatus, patient_move
 from conversations.effects import (
     CaseSubmitted,
     ConsentGiven,
@@ -192,11 +192,11 @@ class ConversationStore:
         self.audit.append(
             conn, at=effect.at, actor="patient", action="consent_withdrawn", subject=person
         )
-        allowed_from, withdrawn = PATIENT_MOVES["withdraw"]
         notices = []
         for case_id in effect.case_ids:
             found = self.tables.case_header(conn, case_id)
-            if found is None or found.status not in allowed_from:
+            withdrawn = None if found is None else patient_move("withdraw", found.status)
+            if found is None or withdrawn is None:
                 continue
             self.tables.set_case_status(
                 conn, case_id, withdrawn, effect.at, card_mode="", card_picks_json="[]"
@@ -247,9 +247,8 @@ class ConversationStore:
         found = self.tables.case_header(conn, effect.case_id)
         if found is None:
             return
-        allowed_from, after = PATIENT_MOVES["follow_up"]
         # The question is kept whatever the status; the case moves only where the table says.
-        target = after if found.status in allowed_from else found.status
+        target = patient_move("follow_up", found.status) or found.status
         if target != found.status:
             self._status_changed(
                 conn, effect.asked_at, found.reference, found.status, target, kind="follow_up"
