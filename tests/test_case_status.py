@@ -91,6 +91,7 @@ def test_every_card_button_moves_the_case_where_it_says(staffed: App, tmp_path: 
     reference = staffed.queue.list()[0].reference
     desk = CoordinatorDesk(staffed.casework)
     now = staffed.pipeline.clock()
+    desk.remember_card(reference, "card-1")  # presses are obeyed only on the case's own card
 
     def offered() -> list[str]:
         card = desk.card(reference, now)
@@ -99,7 +100,7 @@ def test_every_card_button_moves_the_case_where_it_says(staffed: App, tmp_path: 
 
     def press(action_id: str) -> None:
         assert action_id in offered(), action_id
-        result = desk.act(COORDINATOR, action_id, now)
+        result = desk.act(COORDINATOR, action_id, "card-1", now)
         assert result.allowed, result.answer
 
     def take(button: Button) -> None:
