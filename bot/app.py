@@ -22,8 +22,11 @@ from handlers.casework.operations import Casework
 from handlers.ingest.analysis import StoreAccess
 from handlers.ingest.ingestor import Ingestor
 from handlers.ingest.worker import Worker
-from handlers.privacy.data_rights import DataRights, Person
+from handlers.privacy.erasure import Erasure
+from handlers.privacy.export import Export
+from handlers.privacy.person import Person
 from handlers.privacy.retention import Retention
+from handlers.privacy.rights_jobs import RightsJobs
 from handlers.updates.delivery import (
     CoordinatorSink,
     DeliveryReport,
@@ -35,7 +38,9 @@ from handlers.updates.pipeline import Pipeline
 from handlers.updates.transaction import ConversationStore
 from storage.audit import PSEUDONYM_KEY_FILE, AuditLog
 from storage.conversations import ConversationTables
+from storage.data_rights import DataRightsTables
 from storage.database import make_engine, prepare_schema, run_once
+from storage.delivered import DeliveredCopies
 from storage.documents import DocumentStore
 from storage.files import FileStore, decode_key, load_key
 from storage.jobs import JobStore
@@ -62,7 +67,9 @@ class App:
     worker: Worker
     casework: Casework
     retention: Retention
-    rights: DataRights
+    export: Export
+    erasure: Erasure
+    delivered: DeliveredCopies
 
     def announce_uploads(self, grant: UploadGrant, uploads: Sequence[UploadState]) -> None:
         """Files that arrived through the upload page enter the conversation like files sent
@@ -184,19 +191,35 @@ def build_app(settings: Settings) -> App:
         uploads=uploads,
         default_locale=settings.default_locale,
     )
-    rights = DataRights(
-        engine,
-        pipeline.jobs,
+    tables = DataRightsTables(engine)
+    delivered = DeliveredCopies(settings.data_dir / "console-files")
+    export = Export(
+        tables,
+        files,
+        documents,
+        audit,
+        upload_tokens,
+        clock=lambda: datetime.now(UTC),
+        default_locale=settings.default_locale,
+    )
+    erasure = Erasure(
+        tables,
         files,
         documents,
         uploads,
         audit,
         clock=lambda: datetime.now(UTC),
-        work_dir=settings.data_dir / "exports",
-        tokens=upload_tokens,
+        delivered=delivered,
         default_locale=settings.default_locale,
     )
-    pipeline.data_rights = rights
+    pipeline.data_rights = RightsJobs(
+        tables,
+        pipeline.jobs,
+        export,
+        erasure,
+        clock=lambda: datetime.now(UTC),
+        default_locale=settings.default_locale,
+    )
 
     def download_link(holder: str, person: Person, locale: str) -> tuple[str, int] | None:
         """A private link to a patient's copy (bot/download_page.py), where there is a web
@@ -215,7 +238,7 @@ def build_app(settings: Settings) -> App:
         )
         return f"{settings.public_base_url}/x/{token}", hours
 
-    rights.download_link = download_link
+    export.download_link = download_link
     return App(
         settings,
         engine,
@@ -238,13 +261,15 @@ def build_app(settings: Settings) -> App:
         ),
         Retention(
             engine,
-            rights,
+            erasure,
             clock=lambda: datetime.now(UTC),
             draft_days=settings.retention_draft_days,
             warning_days=settings.retention_warning_days,
             closed_days=settings.retention_closed_days,
         ),
-        rights,
+        export,
+        erasure,
+        delivered,
     )
 
 

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from bot.upload_page import render_invalid, secured
-from handlers.privacy.data_rights import EXPORT_PREFIX, DataRights
+from handlers.privacy.export import Export
+from handlers.privacy.person import EXPORT_PREFIX
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -21,18 +22,18 @@ CHUNK = 1024 * 1024
 
 class DownloadPage:
     def __init__(
-        self, rights: DataRights, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self, export: Export, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
-        self.rights = rights
+        self.export = export
         self.clock = clock
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
-        tokens = self.rights.tokens
+        tokens = self.export.tokens
         grant = await asyncio.to_thread(tokens.resolve, token, self.clock())
         copy = None
         if grant is not None and grant.case_id.startswith(EXPORT_PREFIX):
-            copy = await asyncio.to_thread(self.rights.latest_copy, grant.case_id)
+            copy = await asyncio.to_thread(self.export.latest_copy, grant.case_id)
         if grant is None or copy is None:
             locale = await asyncio.to_thread(tokens.locale_of, token)
             page = render_invalid(locale or "en")
@@ -48,13 +49,13 @@ class DownloadPage:
             )
         )
         await response.prepare(request)
-        stream = await asyncio.to_thread(self.rights.files.open, copy.sha256)
+        stream = await asyncio.to_thread(self.export.files.open, copy.sha256)
         try:
             while chunk := await asyncio.to_thread(stream.read, CHUNK):
                 await response.write(chunk)
         finally:
             stream.close()
-        await asyncio.to_thread(self.rights.downloaded, grant)
+        await asyncio.to_thread(self.export.downloaded, grant)
         log.info("a patient's copy was downloaded")
         await response.write_eof()
         return response

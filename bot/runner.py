@@ -90,7 +90,7 @@ async def _serve(app: App, stop: asyncio.Event | None) -> None:
 
     page = UploadPage(app.upload_tokens, app.uploads, announce)
     # No access log: upload-page paths carry the secret token.
-    web_app = make_web_app(telegram, page, wechat=wechat, downloads=DownloadPage(app.rights))
+    web_app = make_web_app(telegram, page, wechat=wechat, downloads=DownloadPage(app.export))
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, app.settings.web_host, app.settings.web_port)

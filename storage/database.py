@@ -57,7 +57,7 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # Deleted rows are overwritten with zeros, not left readable in free pages: an
-        # erasure must leave no trace in the file (handlers/data_rights.py).
+        # erasure must leave no trace in the file (handlers/privacy/erasure.py).
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 

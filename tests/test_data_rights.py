@@ -259,7 +259,8 @@ def _move_clock(app: App, days: int) -> None:
     later = datetime.now(UTC) + timedelta(days=days)
     app.retention.clock = lambda: later
     app.pipeline.clock = lambda: later
-    app.rights.clock = lambda: later
+    app.export.clock = lambda: later
+    app.erasure.clock = lambda: later
 
 
 def test_an_abandoned_draft_is_warned_about_then_erased(chat: Chat, app: App) -> None:
@@ -386,7 +387,7 @@ def test_on_wechat_the_copy_comes_as_a_private_download_link(tmp_path: Path) -> 
     async def scenario() -> None:
         public = f"http://127.0.0.1:{port}"
         async with wechat(base, PUBLIC_BASE_URL=public) as world:
-            site_app = make_web_app(None, downloads=DownloadPage(world.app.rights))
+            site_app = make_web_app(None, downloads=DownloadPage(world.app.export))
             runner = web.AppRunner(site_app)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -420,7 +421,7 @@ def test_on_wechat_the_copy_comes_as_a_private_download_link(tmp_path: Path) -> 
                     )
                     async with http.get(link) as response:
                         assert response.status == 404
-                actions = [entry.action for entry in world.app.rights.audit.entries()]
+                actions = [entry.action for entry in world.app.export.audit.entries()]
                 assert "export_downloaded" in actions and "erased" in actions
             finally:
                 await runner.cleanup()

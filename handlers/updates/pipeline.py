@@ -69,7 +69,7 @@ class Pipeline:
         # Called (from a worker thread) when a message was queued outside an update: a
         # progress message; channels set it to wake their delivery loop.
         self.wake: Callable[[], None] | None = None
-        # Copies and erasures the conversations ask for (handlers/data_rights.py), run with
+        # Copies and erasures the conversations ask for (handlers/privacy/rights_jobs.py), run with
         # the file jobs; and how a channel hears that such a job is waiting (any thread).
         self.data_rights: DataRightsRunner | None = None
         self.jobs_queued: Callable[[], None] | None = None
