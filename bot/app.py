@@ -45,6 +45,7 @@ from storage.documents import DocumentStore
 from storage.files import FileStore, decode_key, load_key
 from storage.jobs import JobStore
 from storage.outbox import OutboxStore
+from storage.private import private_dir
 from storage.queue import CaseQueue
 from storage.uploads import UPLOAD_SOURCE, UploadGrant, UploadState, UploadStore, UploadTokens
 
@@ -52,6 +53,11 @@ from storage.uploads import UPLOAD_SOURCE, UploadGrant, UploadState, UploadStore
 MAX_SHOWN_FILE_BYTES = 50 * 1024 * 1024
 # An upload untouched this long, its page closed without saying "done", is taken as finished.
 UPLOAD_QUIET_PERIOD = timedelta(minutes=10)
+# A file left half-written (a spool no upload names, a store write that died) is removed once
+# nothing has written to it for this long: a write still under way is never touched.
+LEFTOVER_GRACE = timedelta(hours=1)
+# Where copies were made decrypted before they went straight into the encrypted store.
+OLD_EXPORTS_FOLDER = "exports"
 
 
 @dataclass
@@ -95,6 +101,16 @@ class App:
                 files=files,
             )
         )
+        # What the conversation did not take (no job will read it) leaves the disk now.
+        self.uploads.release_unclaimed(ids)
+
+    def sweep_leftovers(self) -> None:
+        """At start and with the scheduled work: spools nothing will read, files a killed
+        process left half-written in the store, and decrypted copies an older version left."""
+        self.uploads.remove_leftovers(LEFTOVER_GRACE)
+        self.pipeline.files.remove_unfinished(LEFTOVER_GRACE)
+        for old in (self.settings.data_dir / OLD_EXPORTS_FOLDER).glob(".export-*"):
+            old.unlink(missing_ok=True)
 
     def sweep_uploads(self, channel: str) -> bool:
         """Files that reached the upload page whose page closed before saying "done" enter
@@ -120,6 +136,7 @@ class App:
                 self.casework.remind(self.settings.reminder_days, self.settings.max_reminders)
                 self.casework.surface_idle(self.settings.idle_days)
                 self.retention.run()
+                self.sweep_leftovers()
 
     def close(self) -> None:
         self.worker.close()
@@ -162,7 +179,7 @@ class App:
 
 
 def build_app(settings: Settings) -> App:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     engine = make_engine(settings.database_url)
     prepare_schema(engine)
     key = load_key(settings.file_encryption_key, settings.data_dir)
@@ -181,7 +198,9 @@ def build_app(settings: Settings) -> App:
         settings.stale_imaging_days,
         clock=lambda: datetime.now(UTC),
     )
-    uploads = UploadStore(engine, settings.data_dir / "uploads", settings.case_quota_bytes)
+    uploads = UploadStore(
+        engine, settings.data_dir / "uploads", settings.case_quota_bytes, files.sealer
+    )
     upload_tokens = UploadTokens(engine)
     pipeline = Pipeline(
         ConversationStore(ConversationTables(engine), audit),

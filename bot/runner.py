@@ -55,6 +55,8 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         app.pipeline.jobs.free_claims()
 
     with serving(app.engine, free_left_claims):
+        # Before anything else runs: what a killed run left on disk goes.
+        await asyncio.to_thread(app.sweep_leftovers)
         await _serve(app, stop)
 
 

@@ -32,6 +32,7 @@ from handlers.casework.desk import CoordinatorDesk
 from handlers.updates.delivery import deliver_forever
 from handlers.updates.failure import apology
 from records.markers import N_
+from storage.private import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -394,9 +395,7 @@ class TelegramChannel:
         return spool
 
     def _spool_dir(self) -> Path:
-        path = self.settings.data_dir / "spool"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return private_dir(self.settings.data_dir / "spool")
 
 
 def _within_local_limit(item: Incoming) -> Incoming:

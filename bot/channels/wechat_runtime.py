@@ -51,6 +51,7 @@ from handlers.updates.delivery import (
 )
 from handlers.updates.failure import apology
 from records.markers import N_
+from storage.private import private_dir
 from storage.wechat import Follower, ServiceSlot, ShownOption, WeChatStore
 
 log = logging.getLogger(__name__)
@@ -487,8 +488,7 @@ class WeChatChannel:
 
     def open(self, source: str) -> BinaryIO:
         """The picture behind a media id, spooled to disk (never held whole in memory)."""
-        folder = self.settings.data_dir / "spool"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self.settings.data_dir / "spool")
         spool = cast(BinaryIO, tempfile.TemporaryFile(dir=folder))  # noqa: SIM115
         try:
             self.api.download(source, spool)
