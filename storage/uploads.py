@@ -246,9 +246,9 @@ class _OpenPart:
     position: int  # the file's offset after what arrived (sealed or not yet)
     sealer: Sealer
     spool_start: int  # where in the spool the chunk's records begin
-    sealed: int = -1  # the file's offset sealed to disk so far
-    spool_position: int = -1
-    pending: bytearray = field(default_factory=bytearray)
+    sealed: int = field(init=False)  # the file's offset sealed to disk so far
+    spool_position: int = field(init=False)  # where the next record goes
+    pending: bytearray = field(default_factory=bytearray)  # arrived, not yet sealed
 
     def __post_init__(self) -> None:
         self.sealed = self.start
