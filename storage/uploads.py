@@ -301,7 +301,7 @@ class _SpoolReader(io.RawIOBase):
         self._upload_id = upload_id
         self._size = size
         self._offset = 0
-        self._plain = b""
+        self._plain = memoryview(b"")  # the current record's plaintext not yet read
 
     def readable(self) -> bool:
         return True
@@ -321,10 +321,13 @@ class _SpoolReader(io.RawIOBase):
                 raise CorruptFile("an upload's spool is shorter than the file")
             return False
         length = int.from_bytes(head, "big")
+        if len(head) < LENGTH_BYTES or length > CHUNK_SIZE:
+            raise CorruptFile("an upload's spool is damaged")
         sealed = self._spool.read(length + SEAL_OVERHEAD)
-        if len(head) < LENGTH_BYTES or length > CHUNK_SIZE or len(sealed) != length + SEAL_OVERHEAD:
+        if len(sealed) != length + SEAL_OVERHEAD:
             raise CorruptFile("an upload's spool is cut off")
-        self._plain = self._sealer.unseal(sealed, _context(self._upload_id, self._offset))
+        plain = self._sealer.unseal(sealed, _context(self._upload_id, self._offset))
+        self._plain = memoryview(plain)
         self._offset += length
         if self._offset > self._size:
             raise CorruptFile("an upload's spool is longer than the file")
