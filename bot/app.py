@@ -22,8 +22,11 @@ from handlers.casework.operations import Casework
 from handlers.ingest.analysis import StoreAccess
 from handlers.ingest.ingestor import Ingestor
 from handlers.ingest.worker import Worker
-from handlers.privacy.data_rights import DataRights, Person
+from handlers.privacy.erasure import Erasure
+from handlers.privacy.export import Export
+from handlers.privacy.person import Person
 from handlers.privacy.retention import Retention
+from handlers.privacy.rights_jobs import RightsJobs
 from handlers.updates.delivery import (
     CoordinatorSink,
     DeliveryReport,
@@ -35,11 +38,14 @@ from handlers.updates.pipeline import Pipeline
 from handlers.updates.transaction import ConversationStore
 from storage.audit import PSEUDONYM_KEY_FILE, AuditLog
 from storage.conversations import ConversationTables
+from storage.data_rights import DataRightsTables
 from storage.database import make_engine, prepare_schema, run_once
+from storage.delivered import DeliveredCopies
 from storage.documents import DocumentStore
 from storage.files import FileStore, decode_key, load_key
 from storage.jobs import JobStore
 from storage.outbox import OutboxStore
+from storage.private import private_dir
 from storage.queue import CaseQueue
 from storage.uploads import UPLOAD_SOURCE, UploadGrant, UploadState, UploadStore, UploadTokens
 
@@ -47,6 +53,11 @@ from storage.uploads import UPLOAD_SOURCE, UploadGrant, UploadState, UploadStore
 MAX_SHOWN_FILE_BYTES = 50 * 1024 * 1024
 # An upload untouched this long, its page closed without saying "done", is taken as finished.
 UPLOAD_QUIET_PERIOD = timedelta(minutes=10)
+# A file left half-written (a spool no upload names, a store write that died) is removed once
+# nothing has written to it for this long: a write still under way is never touched.
+LEFTOVER_GRACE = timedelta(hours=1)
+# Where copies were made decrypted before they went straight into the encrypted store.
+OLD_EXPORTS_FOLDER = "exports"
 
 
 @dataclass
@@ -62,7 +73,9 @@ class App:
     worker: Worker
     casework: Casework
     retention: Retention
-    rights: DataRights
+    export: Export
+    erasure: Erasure
+    delivered: DeliveredCopies
     # The running platform channels' file openers, by channel: whichever channel's loop runs
     # the jobs can fetch every channel's files, so none waits for the other's loop.
     openers: dict[str, FileOpener] = field(default_factory=dict)
@@ -91,6 +104,16 @@ class App:
                 files=files,
             )
         )
+        # What the conversation did not take (no job will read it) leaves the disk now.
+        self.uploads.release_unclaimed(ids)
+
+    def sweep_leftovers(self) -> None:
+        """At start and with the scheduled work: spools nothing will read, files a killed
+        process left half-written in the store, and decrypted copies an older version left."""
+        self.uploads.remove_leftovers(LEFTOVER_GRACE)
+        self.pipeline.files.remove_unfinished(LEFTOVER_GRACE)
+        for old in (self.settings.data_dir / OLD_EXPORTS_FOLDER).glob(".export-*"):
+            old.unlink(missing_ok=True)
 
     def sweep_uploads(self, channel: str) -> bool:
         """Files that reached the upload page whose page closed before saying "done" enter
@@ -116,6 +139,7 @@ class App:
                 self.casework.remind(self.settings.reminder_days, self.settings.max_reminders)
                 self.casework.surface_idle(self.settings.idle_days)
                 self.retention.run()
+                self.sweep_leftovers()
 
     def close(self) -> None:
         self.worker.close()
@@ -158,7 +182,7 @@ class App:
 
 
 def build_app(settings: Settings) -> App:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     engine = make_engine(settings.database_url)
     prepare_schema(engine)
     key = load_key(settings.file_encryption_key, settings.data_dir)
@@ -177,7 +201,9 @@ def build_app(settings: Settings) -> App:
         settings.stale_imaging_days,
         clock=lambda: datetime.now(UTC),
     )
-    uploads = UploadStore(engine, settings.data_dir / "uploads", settings.case_quota_bytes)
+    uploads = UploadStore(
+        engine, settings.data_dir / "uploads", settings.case_quota_bytes, files.sealer
+    )
     upload_tokens = UploadTokens(engine)
     pipeline = Pipeline(
         ConversationStore(ConversationTables(engine), audit),
@@ -187,19 +213,35 @@ def build_app(settings: Settings) -> App:
         uploads=uploads,
         default_locale=settings.default_locale,
     )
-    rights = DataRights(
-        engine,
-        pipeline.jobs,
+    tables = DataRightsTables(engine)
+    delivered = DeliveredCopies(settings.data_dir / "console-files")
+    export = Export(
+        tables,
+        files,
+        documents,
+        audit,
+        upload_tokens,
+        clock=lambda: datetime.now(UTC),
+        default_locale=settings.default_locale,
+    )
+    erasure = Erasure(
+        tables,
         files,
         documents,
         uploads,
         audit,
         clock=lambda: datetime.now(UTC),
-        work_dir=settings.data_dir / "exports",
-        tokens=upload_tokens,
+        delivered=delivered,
         default_locale=settings.default_locale,
     )
-    pipeline.data_rights = rights
+    pipeline.data_rights = RightsJobs(
+        tables,
+        pipeline.jobs,
+        export,
+        erasure,
+        clock=lambda: datetime.now(UTC),
+        default_locale=settings.default_locale,
+    )
 
     def download_link(holder: str, person: Person, locale: str) -> tuple[str, int] | None:
         """A private link to a patient's copy (bot/download_page.py), where there is a web
@@ -218,7 +260,7 @@ def build_app(settings: Settings) -> App:
         )
         return f"{settings.public_base_url}/x/{token}", hours
 
-    rights.download_link = download_link
+    export.download_link = download_link
     return App(
         settings,
         engine,
@@ -241,13 +283,15 @@ def build_app(settings: Settings) -> App:
         ),
         Retention(
             engine,
-            rights,
+            erasure,
             clock=lambda: datetime.now(UTC),
             draft_days=settings.retention_draft_days,
             warning_days=settings.retention_warning_days,
             closed_days=settings.retention_closed_days,
         ),
-        rights,
+        export,
+        erasure,
+        delivered,
     )
 
 

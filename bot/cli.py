@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _chat(settings: Settings, user: str) -> int:
     app = build_app(settings)
+    app.sweep_leftovers()  # what a killed run left on disk
     print(f"Huizhen console: data in {settings.data_dir}. Type /quit to leave.\n")
     ConsoleChannel(app, sys.stdout, user_key=user, language_hint=console_language_hint()).run(
         sys.stdin

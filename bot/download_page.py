@@ -19,7 +19,8 @@ from aiohttp import web
 
 from bot.upload_page import SECURITY_HEADERS, render_invalid, secured
 from conversations.i18n import translator
-from handlers.privacy.data_rights import EXPORT_PREFIX, DataRights
+from handlers.privacy.export import Export
+from handlers.privacy.person import EXPORT_PREFIX
 from records.markers import N_
 from storage.documents import DocumentRow
 from storage.uploads import UploadGrant
@@ -37,20 +38,20 @@ PAGE_POLICY = SECURITY_HEADERS["Content-Security-Policy"].replace(
 
 class DownloadPage:
     def __init__(
-        self, rights: DataRights, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self, export: Export, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
-        self.rights = rights
+        self.export = export
         self.clock = clock
 
     async def _copy(self, token: str) -> tuple[UploadGrant, DocumentRow] | None:
-        grant = await asyncio.to_thread(self.rights.tokens.resolve, token, self.clock())
+        grant = await asyncio.to_thread(self.export.tokens.resolve, token, self.clock())
         if grant is None or not grant.case_id.startswith(EXPORT_PREFIX):
             return None
-        copy = await asyncio.to_thread(self.rights.latest_copy, grant.case_id)
+        copy = await asyncio.to_thread(self.export.latest_copy, grant.case_id)
         return None if copy is None else (grant, copy)
 
     async def _invalid(self, token: str) -> web.StreamResponse:
-        locale = await asyncio.to_thread(self.rights.tokens.locale_of, token)
+        locale = await asyncio.to_thread(self.export.tokens.locale_of, token)
         page = render_invalid(locale or "en")
         return secured(web.Response(status=404, text=page, content_type="text/html"))
 
@@ -59,7 +60,7 @@ class DownloadPage:
         token = request.match_info["token"]
         if await self._copy(token) is None:
             return await self._invalid(token)
-        locale = await asyncio.to_thread(self.rights.tokens.locale_of, token)
+        locale = await asyncio.to_thread(self.export.tokens.locale_of, token)
         response = secured(
             web.Response(text=render_download(locale or "en"), content_type="text/html")
         )
@@ -83,13 +84,13 @@ class DownloadPage:
             )
         )
         await response.prepare(request)
-        stream = await asyncio.to_thread(self.rights.files.open, copy.sha256)
+        stream = await asyncio.to_thread(self.export.files.open, copy.sha256)
         try:
             while chunk := await asyncio.to_thread(stream.read, CHUNK):
                 await response.write(chunk)
         finally:
             stream.close()
-        await asyncio.to_thread(self.rights.downloaded, grant)
+        await asyncio.to_thread(self.export.downloaded, grant)
         log.info("a patient's copy was downloaded")
         await response.write_eof()
         return response

@@ -57,6 +57,8 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         app.pipeline.jobs.free_claims()
 
     with serving(app.engine, free_left_claims):
+        # Before anything else runs: what a killed run left on disk goes.
+        await asyncio.to_thread(app.sweep_leftovers)
         await _serve(app, stop)
 
 
@@ -112,7 +114,7 @@ async def _serve(app: App, stop: asyncio.Event | None) -> None:
 
     page = UploadPage(app.upload_tokens, app.uploads, announce)
     # No access log: upload-page paths carry the secret token.
-    web_app = make_web_app(telegram, page, wechat=wechat, downloads=DownloadPage(app.rights))
+    web_app = make_web_app(telegram, page, wechat=wechat, downloads=DownloadPage(app.export))
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, app.settings.web_host, app.settings.web_port)

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from conversations.i18n import translator
-from handlers.privacy.data_rights import EXPORT_PREFIX
+from handlers.privacy.person import EXPORT_PREFIX
 from records.markers import N_
 from storage.uploads import (
     UploadGrant,

@@ -28,6 +28,7 @@ from storage.models import (
     Job,
     Outbox,
     ProcessedUpdate,
+    UploadToken,
 )
 
 _conversation = Conversation.__table__  # type: ignore[attr-defined]
@@ -38,6 +39,7 @@ _consent = ConsentRecord.__table__  # type: ignore[attr-defined]
 _job = Job.__table__  # type: ignore[attr-defined]
 _case_event = CaseEvent.__table__  # type: ignore[attr-defined]
 _document = Document.__table__  # type: ignore[attr-defined]
+_upload_token = UploadToken.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,15 @@ class ConversationTables:
         mine = (_consent.c.channel == channel) & (_consent.c.user_key == user_key)
         conn.execute(
             update(_consent).where(mine & _consent.c.withdrawn_at.is_(None)).values(withdrawn_at=at)
+        )
+
+    def revoke_links(self, conn: Connection, channel: str, user_key: str, at: datetime) -> None:
+        """Every upload and download link the patient was given stops working."""
+        mine = (_upload_token.c.channel == channel) & (_upload_token.c.user_key == user_key)
+        conn.execute(
+            update(_upload_token)
+            .where(mine & _upload_token.c.revoked_at.is_(None))
+            .values(revoked_at=at)
         )
 
     def drop_pending_jobs(

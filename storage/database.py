@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -18,6 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine.url import make_url
 
 from storage import models  # noqa: F401  (registers the tables)
+from storage.private import FILE_MODE, create_private, open_private, private_dir
 
 BUSY_TIMEOUT_MS = 15_000
 READ_ONLY = "huizhen_read_only"
@@ -35,12 +37,23 @@ def make_engine(url: str) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _private_database(Path(parsed.database))
     engine = create_engine(
         parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     )
     _sqlite_transactions(engine)
     return engine
+
+
+def _private_database(path: Path) -> None:
+    """The database file is made owner-only before SQLite opens it: SQLite gives its -wal and
+    -shm files the main file's permissions (ones an older version left are set too)."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    create_private(path)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", FILE_MODE)
 
 
 def _sqlite_transactions(engine: Engine) -> None:
@@ -57,7 +70,7 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # Deleted rows are overwritten with zeros, not left readable in free pages: an
-        # erasure must leave no trace in the file (handlers/privacy/).
+        # erasure must leave no trace in the file (handlers/privacy/erasure.py).
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
@@ -107,7 +120,7 @@ def serving(engine: Engine, free_left_claims: Callable[[], None]) -> Iterator[No
     if not database or database == ":memory:":
         yield
         return
-    handle = os.open(f"{database}-serving", os.O_RDWR | os.O_CREAT, 0o600)
+    handle = open_private(Path(f"{database}-serving"), os.O_RDWR)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

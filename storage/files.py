@@ -20,13 +20,17 @@ import logging
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from storage.private import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,9 @@ PREFIX_BYTES = 8
 HEADER_BYTES = len(MAGIC) + KEY_ID_BYTES + PREFIX_BYTES
 TAG_BYTES = 16
 KEY_FILE_NAME = "file-encryption.key"
+NONCE_BYTES = 12
+# A sealed record: the key id and nonce before the ciphertext, the tag after it.
+SEAL_OVERHEAD = KEY_ID_BYTES + NONCE_BYTES + TAG_BYTES
 
 
 class FileTooLarge(ValueError):
@@ -77,7 +84,7 @@ def load_key(configured: str | None, data_dir: Path, file_name: str = KEY_FILE_N
     if configured:
         return decode_key(configured)
     path = data_dir / file_name
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     if not path.exists():
         _create_key_file(path)
     key = path.read_bytes()
@@ -127,14 +134,43 @@ def _aad(header: bytes, last: bool) -> bytes:
     return header + (b"\x01" if last else b"\x00")
 
 
+class Sealer:
+    """AES-256-GCM records under the store's keys, for data written piece by piece outside
+    the store (the upload page's spool): each record carries the id of its key and a random
+    nonce, and is bound to `context` (where it belongs), so a record moved elsewhere, altered
+    or cut short fails to open."""
+
+    def __init__(self, key: bytes, old_keys: Sequence[bytes] = ()) -> None:
+        self.key_id = key_id(key)
+        self.aead = AESGCM(key)
+        self.readers = {key_id(k): AESGCM(k) for k in (*old_keys, key)}
+
+    def seal(self, plain: bytes, context: bytes) -> bytes:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return self.key_id + nonce + self.aead.encrypt(nonce, plain, self.key_id + context)
+
+    def unseal(self, sealed: bytes, context: bytes) -> bytes:
+        if len(sealed) < SEAL_OVERHEAD:
+            raise CorruptFile("truncated")
+        found, nonce = sealed[:KEY_ID_BYTES], sealed[KEY_ID_BYTES : KEY_ID_BYTES + NONCE_BYTES]
+        aead = self.readers.get(found)
+        if aead is None:
+            raise CorruptFile("written with a key this store does not have")
+        try:
+            return aead.decrypt(nonce, sealed[KEY_ID_BYTES + NONCE_BYTES :], found + context)
+        except InvalidTag:
+            raise CorruptFile("a sealed record failed its integrity check") from None
+
+
 class FileStore:
     """`key` writes (and reads); `old_keys` only read, while files move to the new key."""
 
     def __init__(self, root: Path, key: bytes, old_keys: Sequence[bytes] = ()) -> None:
         self.root = root
-        self._key_id = key_id(key)
-        self._aead = AESGCM(key)
-        self._readers = {key_id(k): AESGCM(k) for k in (*old_keys, key)}
+        self.sealer = Sealer(key, old_keys)
+        self._key_id = self.sealer.key_id
+        self._aead = self.sealer.aead
+        self._readers = self.sealer.readers
         self._incoming = root / "incoming"
 
     def path_of(self, sha256: str) -> Path:
@@ -142,6 +178,37 @@ class FileStore:
 
     def exists(self, sha256: str) -> bool:
         return self.path_of(sha256).exists()
+
+    @contextlib.contextmanager
+    def writer(
+        self, max_bytes: int = MAX_FILE_BYTES, durable: bool = True, replace: bool = False
+    ) -> Iterator[StoreWriter]:
+        """A stream to write a new file into, encrypted as it goes (a zip being made, say):
+        on leaving the block the file takes its place and `stored` says what it is; on an
+        error nothing of it is kept."""
+        private_dir(self._incoming)
+        header = MAGIC + self._key_id + secrets.token_bytes(PREFIX_BYTES)
+        handle, temp_name = tempfile.mkstemp(dir=self._incoming)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                writer = StoreWriter(out, self._aead, header, max_bytes)
+                yield writer
+                writer.finish()
+                out.flush()
+                if durable:
+                    os.fsync(out.fileno())
+            sha256 = writer.digest.hexdigest()
+            target = self.path_of(sha256)
+            if target.exists() and not replace:
+                Path(temp_name).unlink()
+                writer.stored = StoredFile(sha256, writer.size, created=False)
+                return
+            private_dir(target.parent)
+            os.replace(temp_name, target)
+            writer.stored = StoredFile(sha256, writer.size)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
 
     def put(
         self,
@@ -153,43 +220,10 @@ class FileStore:
         """Stream `source` into the store, encrypting as it goes; never holds the whole file
         (at most two chunks) in memory. `durable=False` skips the per-file flush to disk for
         many small files written together; the caller then calls `flush_to_disk` once."""
-        self._incoming.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        size = 0
-        header = MAGIC + self._key_id + secrets.token_bytes(PREFIX_BYTES)
-        prefix = header[-PREFIX_BYTES:]
-        handle, temp_name = tempfile.mkstemp(dir=self._incoming)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(header)
-                index = 0
-                chunk = _read_full(source, CHUNK_SIZE)
-                while True:
-                    # Read one ahead: the last chunk is marked, so truncation is detected.
-                    following = _read_full(source, CHUNK_SIZE) if len(chunk) == CHUNK_SIZE else b""
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise FileTooLarge(f"larger than {max_bytes} bytes")
-                    digest.update(chunk)
-                    last = not following
-                    out.write(self._aead.encrypt(_nonce(prefix, index), chunk, _aad(header, last)))
-                    if last:
-                        break
-                    chunk, index = following, index + 1
-                out.flush()
-                if durable:
-                    os.fsync(out.fileno())
-            sha256 = digest.hexdigest()
-            target = self.path_of(sha256)
-            if target.exists() and not replace:
-                Path(temp_name).unlink()
-                return StoredFile(sha256, size, created=False)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp_name, target)
-            return StoredFile(sha256, size)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        with self.writer(max_bytes, durable, replace) as out:
+            while chunk := _read_full(source, CHUNK_SIZE):
+                out.write(chunk)
+        return out.stored
 
     def open(self, sha256: str) -> BinaryIO:
         """The plaintext as a seekable, buffered stream; raises CorruptFile on tampering."""
@@ -209,7 +243,6 @@ class FileStore:
 
     def reencrypt(self, sha256: str) -> None:
         """Write the file again under the current key, replacing the old one atomically."""
-        self._incoming.mkdir(parents=True, exist_ok=True)
         with self.open(sha256) as plain:
             stored = self.put(plain, durable=True, replace=True)
         if stored.sha256 != sha256:
@@ -222,6 +255,66 @@ class FileStore:
 
     def delete(self, sha256: str) -> None:
         self.path_of(sha256).unlink(missing_ok=True)
+
+    def remove_unfinished(self, older_than: timedelta) -> int:
+        """Files a write left half-done in the incoming folder (a process killed mid-file, the
+        checking worker stopped): encrypted, but of no use. Only those not written to for
+        `older_than`, so a write under way is left alone. Returns how many went."""
+        if not self._incoming.exists():
+            return 0
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        for path in self._incoming.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+
+class StoreWriter:
+    """Seals 1 MiB chunks as they fill; the last one, marked, when the writing is done."""
+
+    def __init__(self, out: BinaryIO, aead: AESGCM, header: bytes, max_bytes: int) -> None:
+        self._out = out
+        self._aead = aead
+        self._header = header
+        self._prefix = header[-PREFIX_BYTES:]
+        self._max_bytes = max_bytes
+        self._buffer = bytearray()
+        self._index = 0
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self.stored = StoredFile("", 0)
+        out.write(header)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        count = len(data)
+        self.size += count
+        if self.size > self._max_bytes:
+            raise FileTooLarge(f"larger than {self._max_bytes} bytes")
+        self.digest.update(data)
+        self._buffer += data
+        # A full chunk is sealed only once more follows: the last one is marked as such.
+        while len(self._buffer) > CHUNK_SIZE:
+            self._seal(bytes(self._buffer[:CHUNK_SIZE]), last=False)
+            del self._buffer[:CHUNK_SIZE]
+        return count
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        """Nothing to do: chunks are written as they fill (zipfile calls this)."""
+
+    def finish(self) -> None:
+        self._seal(bytes(self._buffer), last=True)
+        self._buffer.clear()
+
+    def _seal(self, chunk: bytes, last: bool) -> None:
+        nonce = _nonce(self._prefix, self._index)
+        self._out.write(self._aead.encrypt(nonce, chunk, _aad(self._header, last)))
+        self._index += 1
 
 
 def _read_full(source: BinaryIO, size: int) -> bytes:

@@ -1,21 +1,31 @@
 """Secure upload links, and files arriving through the upload page in resumable chunks.
 
 A link carries a random token; only its sha256 is stored, so the database alone opens no
-one's upload page. Chunks are written at an offset into a spool file named by the upload's id
-only (the patient's file name is data, never part of a path). A page that reloads or loses its
-connection continues from the offset the server confirms."""
+one's upload page. Chunks are appended to a spool file named by the upload's id only (the
+patient's file name is data, never part of a path). A page that reloads or loses its connection
+continues from the offset the server confirms.
+
+The spool is encrypted as it arrives, with the file store's key: it is a run of sealed
+records (storage/files.py, Sealer), each up to 1 MiB of the file, bound to the upload's id and
+to the offset it starts at, so records cannot be moved, swapped or replayed between files.
+Each record begins with its plaintext length, so the place where an offset starts is found
+without decrypting anything. A spool is kept only while something will read it: a refused or
+revoked upload's spool goes at once, and the sweeps remove any other leftover."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import re
 import secrets
+import time
 import uuid
-from collections.abc import AsyncIterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -24,11 +34,14 @@ from typing import Any, BinaryIO
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from storage.database import reader
-from storage.files import out_of_space
-from storage.models import Upload, UploadToken
+from storage.files import CHUNK_SIZE, SEAL_OVERHEAD, CorruptFile, Sealer, out_of_space
+from storage.jobs import MAX_ATTEMPTS
+from storage.models import Job, Upload, UploadToken
+from storage.private import open_private, private_dir
 
 _token = UploadToken.__table__  # type: ignore[attr-defined]
 _upload = Upload.__table__  # type: ignore[attr-defined]
+_job = Job.__table__  # type: ignore[attr-defined]
 
 TOKEN_BYTES = 32  # 256 bits from the OS's random source
 # The FileRef source of a file that arrived through the upload page: "upload:<id>".
@@ -38,6 +51,10 @@ MAX_PATH_CHARS = 1024
 MAX_FINGERPRINT_CHARS = 2048
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _ID_SHAPE = re.compile(r"[0-9a-f]{32}")
+_UPLOAD_REFERENCE = re.compile(r"upload:([0-9a-f]{32})")
+LENGTH_BYTES = 4
+# A record on disk: its plaintext length, then the sealed plaintext.
+RECORD_OVERHEAD = LENGTH_BYTES + SEAL_OVERHEAD
 
 
 def hash_token(raw: str) -> str:
@@ -199,38 +216,138 @@ def _well_described(name: str, relative_path: str, size: int, fingerprint: str) 
     )
 
 
+def _context(upload_id: str, offset: int) -> bytes:
+    """What a record is bound to: this upload, at this offset."""
+    return b"huizhen upload " + upload_id.encode() + offset.to_bytes(8, "big")
+
+
+def _record_end(fd: int, received: int) -> int | None:
+    """The spool position where the file's first `received` bytes end (records are walked by
+    their lengths, nothing is decrypted); None when no record boundary falls there."""
+    position = covered = 0
+    while covered < received:
+        head = os.pread(fd, LENGTH_BYTES, position)
+        if len(head) < LENGTH_BYTES:
+            return None
+        covered += int.from_bytes(head, "big")
+        position += RECORD_OVERHEAD + int.from_bytes(head, "big")
+    return position if covered == received else None
+
+
 @dataclass
 class _OpenPart:
-    """A spool file opened and locked for one chunk."""
+    """A spool file opened and locked for one chunk: what arrives is sealed in records of up
+    to 1 MiB as it fills them, the rest when the chunk ends."""
 
     fd: int
     upload_id: str
     size: int
-    start: int
-    position: int
+    start: int  # the file's offset where the chunk began
+    position: int  # the file's offset after what arrived (sealed or not yet)
+    sealer: Sealer
+    spool_start: int  # where in the spool the chunk's records begin
+    sealed: int = field(init=False)  # the file's offset sealed to disk so far
+    spool_position: int = field(init=False)  # where the next record goes
+    pending: bytearray = field(default_factory=bytearray)  # arrived, not yet sealed
+
+    def __post_init__(self) -> None:
+        self.sealed = self.start
+        self.spool_position = self.spool_start
 
     def write(self, piece: bytes) -> None:
-        view = memoryview(piece)
+        self.pending += piece
+        self.position += len(piece)
+        while len(self.pending) >= CHUNK_SIZE:
+            self._seal(bytes(self.pending[:CHUNK_SIZE]))
+            del self.pending[:CHUNK_SIZE]
+
+    def seal_rest(self) -> None:
+        if self.pending:
+            self._seal(bytes(self.pending))
+            self.pending.clear()
+
+    def drop_rest(self) -> None:
+        """What could not be sealed is not kept: the page sends it again."""
+        self.pending.clear()
+        self.position = self.sealed
+
+    def _seal(self, plain: bytes) -> None:
+        record = len(plain).to_bytes(LENGTH_BYTES, "big") + self.sealer.seal(
+            plain, _context(self.upload_id, self.sealed)
+        )
+        view = memoryview(record)
+        at = self.spool_position
         while view:
-            written = os.pwrite(self.fd, view, self.position)
-            self.position += written
+            written = os.pwrite(self.fd, view, at)
+            at += written
             view = view[written:]
+        self.spool_position = at
+        self.sealed += len(plain)
 
     def abandon(self) -> None:
         try:
-            os.ftruncate(self.fd, self.start)
+            os.ftruncate(self.fd, self.spool_start)
         finally:
             os.close(self.fd)
 
 
+class _SpoolReader(io.RawIOBase):
+    """The plaintext of a completed upload, record by record; CorruptFile if a record was
+    altered, moved or cut off, or the records do not add up to the file."""
+
+    def __init__(self, spool: BinaryIO, sealer: Sealer, upload_id: str, size: int) -> None:
+        self._spool = spool
+        self._sealer = sealer
+        self._upload_id = upload_id
+        self._size = size
+        self._offset = 0
+        self._plain = memoryview(b"")  # the current record's plaintext not yet read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if not self._plain and not self._next():
+            return 0
+        count = min(len(buffer), len(self._plain))
+        buffer[:count] = self._plain[:count]
+        self._plain = self._plain[count:]
+        return count
+
+    def _next(self) -> bool:
+        head = self._spool.read(LENGTH_BYTES)
+        if not head:
+            if self._offset != self._size:
+                raise CorruptFile("an upload's spool is shorter than the file")
+            return False
+        length = int.from_bytes(head, "big")
+        if len(head) < LENGTH_BYTES or length > CHUNK_SIZE:
+            raise CorruptFile("an upload's spool is damaged")
+        sealed = self._spool.read(length + SEAL_OVERHEAD)
+        if len(sealed) != length + SEAL_OVERHEAD:
+            raise CorruptFile("an upload's spool is cut off")
+        plain = self._sealer.unseal(sealed, _context(self._upload_id, self._offset))
+        self._plain = memoryview(plain)
+        self._offset += length
+        if self._offset > self._size:
+            raise CorruptFile("an upload's spool is longer than the file")
+        return True
+
+    def close(self) -> None:
+        self._spool.close()
+        super().close()
+
+
 class UploadStore:
-    def __init__(self, engine: Engine, spool_dir: Path, quota_bytes: int) -> None:
+    def __init__(self, engine: Engine, spool_dir: Path, quota_bytes: int, sealer: Sealer) -> None:
         self.engine = engine
         self.spool_dir = spool_dir
         self.quota_bytes = quota_bytes
+        # The file store's keys: the spool is encrypted as the store is.
+        self.sealer = sealer
         self._reader = reader(engine)
         self._postgres = engine.dialect.name == "postgresql"
-        spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(spool_dir)
 
     def spool_path(self, upload_id: str) -> Path:
         return self.spool_dir / f"{upload_id}.part"
@@ -304,6 +421,7 @@ class UploadStore:
                 if part.position + len(piece) > part.size:
                     raise UploadRefused(UploadProblem.BAD_REQUEST)
                 await asyncio.to_thread(part.write, piece)
+            await asyncio.to_thread(part.seal_rest)
         except UploadRefused:
             await asyncio.to_thread(part.abandon)
             raise
@@ -356,7 +474,8 @@ class UploadStore:
     ) -> list[tuple[UploadGrant, list[UploadState]]]:
         """Uploads completed at least `older_than` ago and never announced (the page was closed
         before it said "done"), grouped by the link they came through, so the runner can tell
-        each chat. Expired and revoked links are included: the files did arrive."""
+        each chat. Expired links are included: the files did arrive. Revoked ones are not: the
+        patient withdrew or asked for an erasure, and their spools are removed instead."""
         query = (
             select(*_STATE_COLUMNS, _token)
             .join(_token, _token.c.token_hash == _upload.c.token_hash)
@@ -364,6 +483,7 @@ class UploadStore:
                 _upload.c.completed_at.is_not(None),
                 _upload.c.announced_at.is_(None),
                 _upload.c.completed_at <= now - older_than,
+                _token.c.revoked_at.is_(None),
             )
             .order_by(_upload.c.token_hash, _upload.c.completed_at, _upload.c.id)
         )
@@ -386,15 +506,93 @@ class UploadStore:
             self.spool_path(upload_id).unlink(missing_ok=True)
         return len(ids)
 
-    def open(self, source: str) -> BinaryIO:
-        """The completed file behind "upload:<id>", for reading (from a worker thread)."""
-        upload_id = _upload_id(source)
-        query = select(_upload.c.completed_at).where(_upload.c.id == upload_id)
+    def release_unclaimed(self, ids: Iterable[str]) -> int:
+        """The spools of these uploads that no job will read (the chat turned the files away:
+        a withdrawn patient, a case with all the files it may have, a step that takes none)
+        are removed at once. Returns how many."""
+        claimed = self._claimed()
+        removed = 0
+        for upload_id in ids:
+            if upload_id not in claimed and _ID_SHAPE.fullmatch(upload_id):
+                removed += self._remove_spool(upload_id)
+        return removed
+
+    def remove_leftovers(
+        self, grace: timedelta, channel: str | None = None, user_key: str | None = None
+    ) -> int:
+        """Spools nothing will read any more: of uploads whose link was revoked (a withdrawal,
+        an erasure; an unfinished one goes with its row), of announced uploads no job reads
+        (stored, or turned away), and, unless one patient's are asked for, files no upload
+        names, not written to for `grace` (a begin() under way keeps its file). Returns how
+        many spools went."""
+        query = select(
+            _upload.c.id,
+            _upload.c.completed_at.is_not(None).label("completed"),
+            _upload.c.announced_at.is_not(None).label("announced"),
+            _token.c.revoked_at.is_not(None).label("revoked"),
+        ).join(_token, _token.c.token_hash == _upload.c.token_hash, isouter=True)
+        if channel is not None and user_key is not None:
+            query = query.where(_token.c.channel == channel, _token.c.user_key == user_key)
         with self._reader.connect() as conn:
-            completed_at = conn.execute(query).scalar_one_or_none()
-        if completed_at is None:
+            rows = conn.execute(query).all()
+        claimed = self._claimed()
+        removed = 0
+        unfinished_revoked = []
+        for row in rows:
+            if row.id in claimed or not (row.revoked or row.announced):
+                continue
+            removed += self._remove_spool(row.id)
+            if row.revoked and not row.completed:
+                unfinished_revoked.append(row.id)
+        if unfinished_revoked:
+            with self.engine.begin() as conn:
+                conn.execute(delete(_upload).where(_upload.c.id.in_(unfinished_revoked)))
+        if channel is None:
+            removed += self._remove_orphans({row.id for row in rows}, grace)
+        return removed
+
+    def _remove_orphans(self, known: set[str], grace: timedelta) -> int:
+        cutoff = time.time() - grace.total_seconds()
+        removed = 0
+        for path in self.spool_dir.iterdir():
+            if path.name.removesuffix(".part") in known:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    def _remove_spool(self, upload_id: str) -> int:
+        path = self.spool_path(upload_id)
+        if not path.exists():
+            return 0
+        path.unlink(missing_ok=True)
+        return 1
+
+    def _claimed(self) -> set[str]:
+        """The uploads a pending ingest job will still read."""
+        query = select(_job.c.payload_json).where(
+            _job.c.kind == "ingest_file",
+            _job.c.done_at.is_(None),
+            _job.c.attempts < MAX_ATTEMPTS,
+            _job.c.payload_json.contains(UPLOAD_SOURCE),
+        )
+        with self._reader.connect() as conn:
+            payloads = conn.execute(query).scalars().all()
+        return {found for payload in payloads for found in _UPLOAD_REFERENCE.findall(payload)}
+
+    def open(self, source: str) -> BinaryIO:
+        """The completed file behind "upload:<id>", decrypted as it is read (from a worker
+        thread)."""
+        upload_id = _upload_id(source)
+        query = select(_upload.c.completed_at, _upload.c.size).where(_upload.c.id == upload_id)
+        with self._reader.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row.completed_at is None:
             raise FileNotFoundError("no completed upload with this id")
-        return self.spool_path(upload_id).open("rb")
+        spool = self.spool_path(upload_id).open("rb")
+        return io.BufferedReader(_SpoolReader(spool, self.sealer, upload_id, row.size))
 
     def discard(self, source: str) -> None:
         """Delete the spool file once the file store holds the file."""
@@ -407,8 +605,7 @@ class UploadStore:
             conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(case_id))))
 
     def _create(self, upload_id: str) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-        return os.open(self.spool_path(upload_id), flags, 0o600)
+        return open_private(self.spool_path(upload_id), os.O_RDWR)
 
     def _row(self, upload_id: str, case_id: str) -> Any:
         # A forged id, or another case's, is simply not found.
@@ -439,22 +636,42 @@ class UploadStore:
                 raise UploadRefused(UploadProblem.ALREADY_COMPLETE, offset=row.size)
             if offset != row.received:
                 raise UploadRefused(UploadProblem.BAD_OFFSET, offset=row.received)
+            spool_start = _record_end(fd, row.received)
+            if spool_start is None:
+                # The spool does not hold what the row says (damaged): the file starts over.
+                os.ftruncate(fd, 0)
+                self._restart(upload_id, row.received)
+                raise UploadRefused(UploadProblem.BAD_OFFSET, offset=0)
         except BaseException:
             os.close(fd)
             raise
-        return _OpenPart(fd, upload_id, row.size, offset, offset)
+        return _OpenPart(fd, upload_id, row.size, offset, offset, self.sealer, spool_start)
+
+    def _restart(self, upload_id: str, received: int) -> None:
+        statement = (
+            update(_upload)
+            .where(_upload.c.id == upload_id, _upload.c.received == received)
+            .values(received=0)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
 
     def _settle(self, part: _OpenPart, now: datetime) -> UploadState:
         """Make the written bytes durable, then record them (the row never claims more than
         the disk holds); closing the file releases the lock."""
         try:
-            os.ftruncate(part.fd, part.position)
+            try:
+                part.seal_rest()  # the bytes that did arrive before the connection broke
+            except OSError:
+                part.drop_rest()
+            # Records past the end (a crash after writing, before the row said so) go.
+            os.ftruncate(part.fd, part.spool_position)
             os.fsync(part.fd)
-            complete = part.position == part.size
+            complete = part.sealed == part.size
             statement = (
                 update(_upload)
                 .where(_upload.c.id == part.upload_id, _upload.c.received == part.start)
-                .values(received=part.position, completed_at=now if complete else None)
+                .values(received=part.sealed, completed_at=now if complete else None)
                 .returning(*_STATE_COLUMNS)
             )
             with self.engine.begin() as conn:

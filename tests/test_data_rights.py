@@ -259,7 +259,8 @@ def _move_clock(app: App, days: int) -> None:
     later = datetime.now(UTC) + timedelta(days=days)
     app.retention.clock = lambda: later
     app.pipeline.clock = lambda: later
-    app.rights.clock = lambda: later
+    app.export.clock = lambda: later
+    app.erasure.clock = lambda: later
 
 
 def test_an_abandoned_draft_is_warned_about_then_erased(chat: Chat, app: App) -> None:
@@ -386,7 +387,7 @@ def test_on_wechat_the_copy_comes_as_a_private_download_link(tmp_path: Path) -> 
     async def scenario() -> None:
         public = f"http://127.0.0.1:{port}"
         async with wechat(base, PUBLIC_BASE_URL=public) as world:
-            site_app = make_web_app(None, downloads=DownloadPage(world.app.rights))
+            site_app = make_web_app(None, downloads=DownloadPage(world.app.export))
             runner = web.AppRunner(site_app)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -415,7 +416,7 @@ def test_on_wechat_the_copy_comes_as_a_private_download_link(tmp_path: Path) -> 
                         assert '<form method="post">' in page and "Download my copy" in page
                         assert "form-action 'self'" in response.headers["Content-Security-Policy"]
                         assert response.headers["X-Frame-Options"] == "DENY"
-                    actions = [entry.action for entry in world.app.rights.audit.entries()]
+                    actions = [entry.action for entry in world.app.export.audit.entries()]
                     assert "export_downloaded" not in actions
                     async with http.post(link) as response:
                         assert response.status == 200
@@ -437,7 +438,7 @@ def test_on_wechat_the_copy_comes_as_a_private_download_link(tmp_path: Path) -> 
                     for method in (http.get, http.post):
                         async with method(link) as response:
                             assert response.status == 404
-                actions = [entry.action for entry in world.app.rights.audit.entries()]
+                actions = [entry.action for entry in world.app.export.audit.entries()]
                 assert actions.count("export_downloaded") == 1 and "erased" in actions
             finally:
                 await runner.cleanup()

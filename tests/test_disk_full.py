@@ -347,7 +347,8 @@ async def _page_scenario(app: App, chat: Chat, link: str, disk: SmallDisk) -> No
         async with client.post(f"{link}/done") as response:
             assert (await response.json())["announced"] == 1
         assert documents(app) == []
-        assert app.uploads.spool_path(letter_id).stat().st_size == len(letter)
+        with app.uploads.open(f"upload:{letter_id}") as held:
+            assert held.read() == letter
         screen = chat.screen.getvalue()
         assert "Received: letter.pdf" in screen
         assert "just now" not in screen  # nothing for the patient to redo

@@ -124,7 +124,12 @@ def serving(data_dir: Path) -> Iterator[Server]:
     app = build_app(settings)
     running = Server(
         UploadTokens(app.engine),
-        UploadStore(app.engine, settings.data_dir / "uploads", settings.case_quota_bytes),
+        UploadStore(
+            app.engine,
+            settings.data_dir / "uploads",
+            settings.case_quota_bytes,
+            app.pipeline.files.sealer,
+        ),
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

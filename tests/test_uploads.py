@@ -90,7 +90,8 @@ def serve(app: App, scenario: Callable[[Site], Awaitable[None]], quota: int | No
     async def main() -> None:
         tokens = UploadTokens(app.engine)
         spool = app.settings.data_dir / "uploads"
-        store = UploadStore(app.engine, spool, quota or app.settings.case_quota_bytes)
+        quota_bytes = quota or app.settings.case_quota_bytes
+        store = UploadStore(app.engine, spool, quota_bytes, app.pipeline.files.sealer)
         clock = Clock()
         announced: list[tuple[UploadGrant, list[UploadState]]] = []
 

@@ -129,11 +129,8 @@ class ConsoleChannel:
     def _save_picture(self, source: str, name: str) -> Path:
         """The console cannot show a picture or a document: it is written where the person at
         the terminal can open it (their own machine; a platform channel sends it instead)."""
-        folder = self.app.settings.data_dir / "console-files"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{source.rsplit(':', 1)[-1][:12]}-{Path(name).name or 'picture.png'}"
-        path.write_bytes(read_stored(self.app, source))
-        return path
+        sha256 = source.rsplit(":", 1)[-1]
+        return self.app.delivered.save(sha256, name, read_stored(self.app, source))
 
     async def notify(self, notice: CoordinatorNotice) -> None:
         self.output.write(f"[coordinators] {notice.text}\n\n")

@@ -16,6 +16,7 @@ from typing import BinaryIO, cast
 from bot.app import App
 from bot.periodic import start_periodic_work
 from handlers.updates.delivery import DeliveryReport, deliver_forever
+from storage.private import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,7 @@ class ChannelRuntime:
     def spooled(self, fetch: Callable[[BinaryIO], None]) -> BinaryIO:
         """What `fetch` writes, spooled to disk (never held whole in memory) and read from
         the start; gone when the caller closes it (or at once, if the fetch fails)."""
-        folder = Path(self.settings.data_dir) / "spool"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(Path(self.settings.data_dir) / "spool")
         spool = cast(BinaryIO, tempfile.TemporaryFile(dir=folder))  # noqa: SIM115
         try:
             fetch(spool)

@@ -26,12 +26,9 @@ from conversations.channels import windowed_channels
 from conversations.events import Outbound
 from conversations.i18n import translator
 from conversations.state import ConversationState
-from handlers.privacy.data_rights import (
-    ERASED_BY_RETENTION,
-    EXPORT_KEPT,
-    DataRights,
-    Person,
-)
+from handlers.privacy.erasure import ERASED_BY_RETENTION, Erasure
+from handlers.privacy.export import EXPORT_KEPT
+from handlers.privacy.person import Person
 from storage.database import reader
 from storage.models import Case, Conversation, Document, Outbox, WeChatUser
 
@@ -62,7 +59,7 @@ class Retention:
     def __init__(
         self,
         engine: Engine,
-        rights: DataRights,
+        erasure: Erasure,
         clock: Callable[[], datetime],
         draft_days: int,
         warning_days: int,
@@ -70,7 +67,7 @@ class Retention:
     ) -> None:
         self.engine = engine
         self._reader = reader(engine)
-        self.rights = rights
+        self.erasure = erasure
         self.clock = clock
         self.draft_age = timedelta(days=draft_days)
         # The warning comes at least a day before, and never before the case is a day old.
@@ -110,7 +107,7 @@ class Retention:
             )
             if not holds_health_data:
                 if _naive(row.updated_at) < _naive(now - self.draft_age):
-                    self.rights.erase(person, actor="retention", farewell=None)
+                    self.erasure.erase(person, actor="retention", farewell=None)
                     report.erased.append(person)
                 continue
             warned = state.retention_warned_at
@@ -118,7 +115,7 @@ class Retention:
                 if self._warn(person, state, row.state_json, now):
                     report.warned.append(person)
             elif _naive(now) >= _naive(warned + self.warning):
-                self.rights.erase(person, actor="retention", farewell=ERASED_BY_RETENTION)
+                self.erasure.erase(person, actor="retention", farewell=ERASED_BY_RETENTION)
                 report.erased.append(person)
 
     def _warn(self, person: Person, state: ConversationState, seen: str, now: datetime) -> bool:
@@ -190,7 +187,7 @@ class Retention:
         for (channel, user_key), (chat_key, all_ended) in people.items():
             if all_ended and (channel, user_key) not in active:
                 person = Person(channel, user_key, chat_key)
-                self.rights.erase(person, actor="retention", farewell=None)
+                self.erasure.erase(person, actor="retention", farewell=None)
                 report.erased.append(person)
 
     # --- copies that need not stay -------------------------------------------------------
@@ -227,4 +224,4 @@ class Retention:
                     select(_document.c.id).where(_document.c.sha256 == sha256).limit(1)
                 ).first()
             if still_used is None:
-                self.rights.files.delete(sha256)
+                self.erasure.files.delete(sha256)

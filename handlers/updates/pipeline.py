@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, Protocol
 
 from conversations import engine
-from conversations.effects import DataRightRequested, IngestFile
+from conversations.effects import ConsentWithdrawn, DataRightRequested, IngestFile
 from conversations.events import Inbound, InboundKind, Outbound
 from conversations.i18n import translator
 from conversations.state import ConversationKey, ConversationState
@@ -39,6 +39,10 @@ class SpoolOpener(Protocol):
     def open(self, source: str) -> BinaryIO: ...
 
     def discard(self, source: str) -> None: ...
+
+    def remove_leftovers(
+        self, grace: timedelta, channel: str | None = None, user_key: str | None = None
+    ) -> int: ...
 
 
 def _new_id() -> str:
@@ -94,7 +98,7 @@ class Pipeline:
         # while files are checked, and what background jobs made (a file report, a copy, an
         # erasure's farewell); every running channel wakes its delivery loop.
         self.replies_queued = Hook()
-        # Copies and erasures the conversations ask for (handlers/data_rights.py), run with
+        # Copies and erasures the conversations ask for (handlers/privacy/rights_jobs.py), run with
         # the file jobs; and how the channels hear that such a job is waiting (any thread).
         self.data_rights: DataRightsRunner | None = None
         self.jobs_queued = Hook()
@@ -135,6 +139,15 @@ class Pipeline:
                 "effects": len(transition.effects) if transition else 0,
             },
         )
+        stopped = transition is not None and any(
+            isinstance(effect, ConsentWithdrawn)
+            or (isinstance(effect, DataRightRequested) and effect.right == "erase")
+            for effect in transition.effects
+        )
+        if stopped and self.uploads is not None:
+            # Its links were revoked in the transaction: what the upload page holds of the
+            # patient's (half-sent files, files not yet taken) goes now, not with the sweep.
+            self.uploads.remove_leftovers(timedelta(0), inbound.channel, inbound.user_key)
         asked = transition is not None and any(
             isinstance(effect, DataRightRequested) for effect in transition.effects
         )

@@ -172,6 +172,9 @@ class ConversationStore:
                 if isinstance(effect, DataRightRequested):
                     action = "export_requested" if effect.right == "export" else "erasure_requested"
                     self.audit.append(conn, at=now, actor="patient", action=action, subject=person)
+                if isinstance(effect, DataRightRequested) and effect.right == "erase":
+                    # At once, not when the erasure job runs: nothing more arrives meanwhile.
+                    self.tables.revoke_links(conn, key.channel, key.user_key, now)
             elif isinstance(effect, NotifyCoordinators):
                 outbox_rows.append(for_coordinators(key.channel, effect.notice, now))
             elif isinstance(effect, FollowUpAsked):
@@ -185,9 +188,11 @@ class ConversationStore:
     def _withdraw(
         self, conn: Connection, key: ConversationKey, person: str, effect: ConsentWithdrawn
     ) -> list[dict[str, Any]]:
-        """Processing stops in this transaction: consents marked withdrawn, files not yet
-        stored dropped, open cases stopped with coordinators told. Returns their notices."""
+        """Processing stops in this transaction: consents marked withdrawn, upload and download
+        links revoked, files not yet stored dropped, open cases stopped with coordinators
+        told. Returns their notices."""
         self.tables.withdraw_consents(conn, key.channel, key.user_key, effect.at)
+        self.tables.revoke_links(conn, key.channel, key.user_key, effect.at)
         self.tables.drop_pending_jobs(conn, key.channel, key.user_key, "ingest_file", effect.at)
         self.audit.append(
             conn, at=effect.at, actor="patient", action="consent_withdrawn", subject=person
