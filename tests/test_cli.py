@@ -10,10 +10,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def huizhen(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def huizhen(
+    data_dir: Path, *args: str, stdin: str = "", **settings: str
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATA_DIR": str(data_dir), "LANG": "C.UTF-8"}
-    for name in ("TELEGRAM_BOT_TOKEN", "WECHAT_APP_ID", "DATABASE_URL"):
+    for name in ("TELEGRAM_BOT_TOKEN", "WECHAT_APP_ID", "DATABASE_URL", "LC_ALL", "LC_MESSAGES"):
         env.pop(name, None)
+    env.update(settings)
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         input=stdin,
@@ -70,3 +73,16 @@ def test_huizhen_run_chats_on_the_console_and_queue_list_shows_the_case(tmp_path
     assert len(lines) == 1
     assert lines[0].startswith("HZ-") and "submitted" in lines[0] and "cardiovascular" in lines[0]
     assert lines[0].split()[0] in result.stdout
+
+
+def test_default_locale_wins_over_a_generic_system_locale(tmp_path: Path) -> None:
+    """Containers say LANG=C.UTF-8, which names no language: DEFAULT_LOCALE decides."""
+    for lang in ("C.UTF-8", "C", "POSIX"):
+        result = huizhen(tmp_path / lang, "chat", stdin="/quit\n", LANG=lang, DEFAULT_LOCALE="de")
+        assert result.returncode == 0, result.stderr
+        assert "Hallo, ich bin Huizhen" in result.stdout, (lang, result.stdout[:300])
+    # A real language in LANG is still a first guess.
+    french = huizhen(
+        tmp_path / "fr", "chat", stdin="/quit\n", LANG="fr_FR.UTF-8", DEFAULT_LOCALE="de"
+    )
+    assert "Bonjour" in french.stdout and "Hallo" not in french.stdout, french.stdout[:300]
