@@ -31,6 +31,10 @@ TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
 MAX_UPDATE_BYTES = 1024 * 1024
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
+# Paths for the operator's own tools (health checks, scrapers), never for a public proxy;
+# every other route is public (deploy/Caddyfile routes exactly those: tests/test_deploy.py).
+PRIVATE_PATHS = frozenset({"/healthz", "/metrics"})
+
 TELEGRAM_KEY: web.AppKey[TelegramChannel] = web.AppKey("telegram", TelegramChannel)
 
 # aiohttp names itself and its version in a Server header on every response it makes, its own
