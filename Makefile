@@ -12,39 +12,50 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Installed at the versions the tests passed with (constraints.txt pins everything).
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP) $@
 
 install: $(STAMP)
 
 install-dev: $(DEV_STAMP)
 
-run: $(STAMP)
+# Every documented command works after `make run`: case summaries (huizhen queue export)
+# need the fonts.
+run: $(STAMP) fonts
 	$(BIN)/huizhen run
 
-test: $(DEV_STAMP) browser
+test: $(DEV_STAMP) fonts browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-# The upload page's tests drive Debian's headless Chromium, and the case summary PDF needs the
-# Noto fonts (its tests read pages back with poppler-utils); install them where missing.
+# Debian's packages, installed where missing (as root, or through sudo).
+APT_INSTALL = SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends
+
+# The case summary PDF (huizhen queue export, and the coordinators' cards) is set in the Noto
+# fonts: Chinese, and the scripts of every supported language.
+.PHONY: fonts
+fonts:
+	@if [ ! -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || \
+		[ ! -f /usr/share/fonts/truetype/noto/NotoNaskhArabic-Regular.ttf ]; then \
+		$(APT_INSTALL) fonts-noto-cjk fonts-noto-core; \
+	fi
+
+# The upload page's tests drive Debian's headless Chromium, and the summary PDF's tests read
+# its pages back with poppler-utils.
 .PHONY: browser
 browser:
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || \
-		[ ! -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || \
-		[ ! -f /usr/share/fonts/truetype/noto/NotoNaskhArabic-Regular.ttf ] || \
 		[ ! -x /usr/bin/pdftoppm ]; then \
-		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-		$$SUDO apt-get update && \
-		$$SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
-			fonts-noto-cjk fonts-noto-core poppler-utils; \
+		$(APT_INSTALL) chromium chromium-driver poppler-utils; \
 	fi
 
 lint: $(DEV_STAMP)

@@ -50,6 +50,9 @@ class Settings:
     public_base_url: str | None = None
     web_host: str = "127.0.0.1"
     web_port: int = 8080
+    # /metrics is served only to a scraper that sends this as a bearer token; unset, the web
+    # app has no /metrics at all (it faces the internet).
+    metrics_token: str | None = None
     file_encryption_key: str | None = None
     # Keys files may still be written with, during a rotation (read only).
     file_encryption_old_keys: tuple[str, ...] = ()
@@ -112,6 +115,7 @@ KNOWN_VARIABLES = frozenset(
         "PUBLIC_BASE_URL",
         "WEB_HOST",
         "WEB_PORT",
+        "METRICS_TOKEN",
         "FILE_ENCRYPTION_KEY",
         "FILE_ENCRYPTION_OLD_KEYS",
         "CASE_QUOTA_MB",
@@ -146,6 +150,7 @@ _OWN_PREFIXES = (
     "IDLE_",
     "FOLLOWUP_",
     "RETENTION_",
+    "METRICS_",
 )
 
 
@@ -252,6 +257,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_base_url=_url(env, "PUBLIC_BASE_URL"),
         web_host=_text(env, "WEB_HOST") or "127.0.0.1",
         web_port=_port(env, "WEB_PORT", 8080),
+        metrics_token=_secret(env, "METRICS_TOKEN"),
         file_encryption_key=_encryption_key(env, "FILE_ENCRYPTION_KEY"),
         file_encryption_old_keys=_old_keys(env, "FILE_ENCRYPTION_OLD_KEYS"),
         case_quota_bytes=_positive(env, "CASE_QUOTA_MB", 20 * 1024) * 1024**2,
@@ -268,6 +274,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retention_closed_days=_positive(env, "RETENTION_CLOSED_DAYS", 730),
         log_level=_log_level(env, "LOG_LEVEL"),
     )
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    value = _text(env, name)
+    if value is not None and (len(value) < 16 or not value.isascii() or not value.isprintable()):
+        raise ConfigError(f"{name} must be at least 16 plain characters (a random secret)")
+    return value
 
 
 def _log_level(env: Mapping[str, str], name: str) -> str:

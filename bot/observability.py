@@ -1,11 +1,15 @@
 """Health and metrics for the web app: `/healthz` says whether this worker can reach its
 database and write to its data folder (load balancers and orchestrators ask it), `/metrics`
-serves Prometheus text (the core's counters, plus the outbox depth read at scrape time)."""
+serves Prometheus text (the core's counters, plus the outbox depth read at scrape time).
+
+The web app faces the internet, so /metrics exists only when METRICS_TOKEN is set, and answers
+only a scraper sending it as `Authorization: Bearer <token>`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import os
 import shutil
 import tempfile
@@ -26,7 +30,8 @@ MIN_FREE_BYTES = 512 * 1024 * 1024
 def add_observability_routes(web_app: web.Application, core: App) -> None:
     web_app[CORE_KEY] = core
     web_app.router.add_get("/healthz", _health)
-    web_app.router.add_get("/metrics", _metrics)
+    if core.settings.metrics_token:
+        web_app.router.add_get("/metrics", _metrics)
 
 
 def _count_outbox(core: App) -> None:
@@ -71,7 +76,12 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    core = request.app[CORE_KEY]
+    expected = f"Bearer {core.settings.metrics_token}".encode()
+    given = request.headers.get("Authorization", "").encode()
+    if not hmac.compare_digest(given, expected):  # constant time
+        return web.Response(status=401, text="unauthorized", headers={"WWW-Authenticate": "Bearer"})
     with contextlib.suppress(Exception):  # a scrape still answers when the database is down
-        await asyncio.to_thread(_count_outbox, request.app[CORE_KEY])
+        await asyncio.to_thread(_count_outbox, core)
     body = await asyncio.to_thread(generate_latest, REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

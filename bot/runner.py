@@ -1,5 +1,6 @@
 """Starting the configured platform channels (Telegram, WeChat) and keeping them running until
-stopped."""
+stopped, and the web app wherever something needs it: the platforms' webhooks, and the upload
+and download links handed out whenever PUBLIC_BASE_URL is set (the console too)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,25 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from bot.app import App
+from bot.channels.console import CHANNEL as CONSOLE
+from bot.channels.console import ConsoleChannel
 from bot.channels.telegram_base import RateLimiter, TelegramClient
 from bot.channels.telegram_runtime import TelegramChannel
 from bot.channels.wechat_runtime import WEBHOOK_PATH as WECHAT_WEBHOOK_PATH
 from bot.channels.wechat_runtime import WeChatChannel
 from bot.config import Settings
 from bot.download_page import DownloadPage
+from bot.read_limits import ReadLimits
 from bot.upload_page import UploadPage
-from bot.web import make_web_app
+from bot.web import make_web_app, start_web_app
 from conversations.channels import TELEGRAM, WECHAT
 from storage.database import serving
 from storage.uploads import UploadGrant, UploadState
@@ -108,17 +115,11 @@ async def _serve(app: App, stop: asyncio.Event | None) -> None:
     telegram, wechat = running.telegram, running.wechat
     webhook = app.settings.telegram_webhook_url is not None
 
-    async def announce(grant: UploadGrant, uploads: list[UploadState]) -> None:
-        await asyncio.to_thread(app.announce_uploads, grant, uploads)
+    async def files_arrived(grant: UploadGrant) -> None:
         app.pipeline.jobs_queued()  # whichever channel the patient is on checks them
 
-    page = UploadPage(app.upload_tokens, app.uploads, announce)
-    # No access log: upload-page paths carry the secret token.
-    web_app = make_web_app(telegram, page, wechat=wechat, downloads=DownloadPage(app.export))
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, app.settings.web_host, app.settings.web_port)
-    await site.start()
+    web_app = public_web_app(app, files_arrived, telegram=telegram, wechat=wechat)
+    runner = await start_web_app(web_app, app.settings.web_host, app.settings.web_port)
     if telegram is not None:
         log.warning(
             "Telegram channel running (%s, %s)",
@@ -132,3 +133,73 @@ async def _serve(app: App, stop: asyncio.Event | None) -> None:
     finally:
         await runner.cleanup()
         await running.stop()
+
+
+FilesArrived = Callable[[UploadGrant], Awaitable[None]]
+
+
+def public_web_app(
+    app: App,
+    files_arrived: FilesArrived,
+    telegram: TelegramChannel | None = None,
+    wechat: WeChatChannel | None = None,
+    limits: ReadLimits | None = None,
+) -> web.Application:
+    """The web app for this process: the channels' webhooks, the upload page (files that
+    arrive enter the conversation, then `files_arrived` has them checked) and downloads."""
+
+    async def announce(grant: UploadGrant, uploads: list[UploadState]) -> None:
+        await asyncio.to_thread(app.announce_uploads, grant, uploads)
+        await files_arrived(grant)
+
+    page = UploadPage(app.upload_tokens, app.uploads, announce)
+    downloads = DownloadPage(app.export)
+    return make_web_app(telegram, page, app, wechat, downloads, limits)
+
+
+@contextlib.contextmanager
+def console_web_app(app: App, console: ConsoleChannel) -> Iterator[None]:
+    """The web app beside the console, when it hands out links (PUBLIC_BASE_URL), in a thread
+    of its own: the console reads the terminal. Files sent on the upload page are checked and
+    answered at once, in the terminal."""
+    if app.settings.public_base_url is None:
+        yield
+        return
+    loop = asyncio.new_event_loop()
+    started: Future[web.AppRunner] = Future()
+
+    async def files_arrived(grant: UploadGrant) -> None:
+        if grant.channel == CONSOLE:
+            await app.after_update({CONSOLE: console}, {CONSOLE: console}, console)
+
+    async def start() -> web.AppRunner:
+        web_app = public_web_app(app, files_arrived)
+        return await start_web_app(web_app, app.settings.web_host, app.settings.web_port)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            started.set_result(loop.run_until_complete(start()))
+        except Exception as error:
+            started.set_exception(error)
+            return
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="web", daemon=True)
+    thread.start()
+    try:
+        runner = started.result(timeout=60)
+    except OSError as error:
+        # Most often another `huizhen` on this machine serves it already (same database).
+        log.warning("the web app could not start (%s)", type(error).__name__)
+        thread.join()
+        loop.close()
+        yield
+        return
+    try:
+        yield
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()

@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.read_limits import limits_of
+from conversations.file_feedback import FILE_PROBLEMS
 from conversations.i18n import translator
 from handlers.privacy.person import EXPORT_PREFIX
 from records.markers import N_
@@ -38,6 +40,12 @@ STATIC_FILES = frozenset({"upload.js", "upload.css"})
 CHUNK_BYTES = 8 * 1024 * 1024  # what the page sends per request
 MAX_CHUNK_BYTES = 16 * 1024 * 1024  # what one request may carry
 READ_BYTES = 1024 * 1024
+# The one route whose body streams to disk as it arrives (bot/web.py reads every other body
+# whole, within its time bound).
+STREAMED_ROUTE = "upload_chunk"
+# Sizes and offsets beyond this are no file a browser has (and would overflow the database's
+# 64-bit integers): refused as a malformed request.
+MAX_FILE_BYTES = 2**53
 
 Announce = Callable[[UploadGrant, list[UploadState]], Awaitable[None]]
 
@@ -60,6 +68,8 @@ NO_SPACE = N_(
     "There is not enough space left in your case for this file. Please tell us in the chat."
 )
 FINISHED = N_("We've told the chat what arrived; you can close this page.")
+# The chat says the same of an empty file sent there.
+EMPTY_FILE = FILE_PROBLEMS["empty"]
 STORE_FULL = N_(
     "We couldn't store this file just now. Please keep this page open: sending continues by "
     "itself in a little while."
@@ -168,19 +178,31 @@ def _description(body: object) -> tuple[str, str, int, str] | None:
     size, fingerprint = body.get("size"), body.get("fingerprint")
     if not (isinstance(name, str) and isinstance(path, str) and isinstance(fingerprint, str)):
         return None
-    if not isinstance(size, int) or isinstance(size, bool):
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_BYTES:
         return None
     return name, path, size, fingerprint
 
 
 def _offset(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() else None
+    if value is None or not value.isdigit() or len(value) > 16:
+        return None
+    number = int(value)
+    return number if number <= MAX_FILE_BYTES else None
 
 
 async def _capped(body: web.Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it streams in; a chunk over `limit` is refused (and cut off)."""
+    """The request body as it streams in; a chunk over `limit` is refused (and cut off), and
+    one that stops coming, or comes too slowly, ends with TimeoutError (an OSError: the
+    store keeps what arrived)."""
     total = 0
-    async for piece in body.content.iter_chunked(READ_BYTES):
+    limits = limits_of(body.app)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.chunk_seconds
+    while True:
+        async with asyncio.timeout_at(min(loop.time() + limits.piece_seconds, deadline)):
+            piece = await body.content.read(READ_BYTES)
+        if not piece:
+            return
         total += len(piece)
         if total > limit:
             raise UploadRefused(UploadProblem.BAD_REQUEST)
@@ -225,7 +247,7 @@ class UploadPage:
             return await self._invalid(request)
         try:
             description = _description(await request.json())
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to read
             description = None
         if description is None:
             return self._refused(UploadRefused(UploadProblem.BAD_REQUEST), grant)
@@ -241,7 +263,7 @@ class UploadPage:
                 now=self.clock(),
             )
         except UploadRefused as refused:
-            return self._refused(refused, grant)
+            return self._refused(refused, grant, name)
         return secured(web.json_response({**_state_json(state), "chunk_size": CHUNK_BYTES}))
 
     async def append(self, request: web.Request) -> web.StreamResponse:
@@ -303,7 +325,9 @@ class UploadPage:
         body = {"error": "link_invalid", "message": message}
         return secured(web.json_response(body, status=404))
 
-    def _refused(self, refused: UploadRefused, grant: UploadGrant) -> web.StreamResponse:
+    def _refused(
+        self, refused: UploadRefused, grant: UploadGrant, name: str = ""
+    ) -> web.StreamResponse:
         problem = refused.problem
         body: dict[str, Any] = {"error": problem.value}
         if problem is UploadProblem.TOO_LARGE:
@@ -315,6 +339,9 @@ class UploadPage:
             body["message"] = translator(grant.locale)(STORE_FULL)
             body["received"] = refused.offset
             return secured(web.json_response(body, status=507))
+        if problem is UploadProblem.EMPTY:
+            body["message"] = translator(grant.locale)(EMPTY_FILE, name=name)
+            return secured(web.json_response(body, status=400))
         if problem is UploadProblem.UNKNOWN_UPLOAD:
             return secured(web.json_response(body, status=404))
         if problem in (UploadProblem.BAD_OFFSET, UploadProblem.ALREADY_COMPLETE):
@@ -331,5 +358,5 @@ def add_upload_routes(app: web.Application, page: UploadPage) -> None:
     app.router.add_get("/u/{token}", page.show)
     app.router.add_get("/u/{token}/files", page.list_files)
     app.router.add_post("/u/{token}/files", page.begin)
-    app.router.add_put("/u/{token}/files/{upload_id}", page.append)
+    app.router.add_put("/u/{token}/files/{upload_id}", page.append, name=STREAMED_ROUTE)
     app.router.add_post("/u/{token}/done", page.done)

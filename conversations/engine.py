@@ -6,9 +6,9 @@ a file or a network, so random event sequences can drive it in tests.
 
 from __future__ import annotations
 
-from conversations import case_progress, commands, data_rights, file_feedback
+from conversations import case_progress, commands, data_rights, file_feedback, unread
 from conversations.channels import capabilities
-from conversations.events import Inbound, InboundKind, UploadLinkRequest
+from conversations.events import Content, Inbound, InboundKind, UploadLinkRequest
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import Translator, negotiate, translator
 from conversations.redflags import is_red_flag, is_timeline_red_flag
@@ -76,6 +76,12 @@ def _handle(
     if outdated and not (event.kind == InboundKind.CHOICE and state.overlay == outdated):
         # Nothing more is done with their information until they agree to the new text.
         return data_rights.ask_consent_again(state, outdated)
+    if event.kind == InboundKind.OTHER:
+        if event.files and state.step in unread.RECORD_STEPS:
+            # An audio or video file where records are asked for may be one: kept as a file.
+            notes = [t(unread.VIDEO_KEPT)] if event.content is Content.VIDEO else []
+            return _files(state, event, ctx, t, notes)
+        return unread.answer(state, event.content, t)
     if event.kind == InboundKind.CHOICE:
         return _choice(state, event, ctx, t)
     if event.kind == InboundKind.TEXT and state.followup_case and event.text.strip():
@@ -176,7 +182,13 @@ def _text(state: ConversationState, text: str, ctx: Context, t: Translator) -> T
     return advance(state, step.on_text(state, text, ctx, t))
 
 
-def _files(state: ConversationState, event: Inbound, ctx: Context, t: Translator) -> Transition:
+def _files(
+    state: ConversationState,
+    event: Inbound,
+    ctx: Context,
+    t: Translator,
+    extra_notes: list[str] | None = None,
+) -> Transition:
     if not state.consented or state.draft.case_id is None:
         note = t(
             "I can't keep files until you have agreed to how your information is used. "
@@ -190,15 +202,24 @@ def _files(state: ConversationState, event: Inbound, ctx: Context, t: Translator
         outcome = Outcome(notes=refusals, prompt=False, upload_link=True)
         return Transition(state, render(state, outcome))
     step = STEPS[state.step]
+    if event.album != state.album:
+        state.album, state.album_received = event.album, []
     if step.on_files is not None:
         outcome = step.on_files(state, files, ctx, t)
     else:
         outcome = accept_files(state, "", files, ctx, t)
         outcome.notes.append(t("I'll check it now and keep it with your case."))
     # One message acknowledges everything sent at once (an album is several files).
-    outcome.notes = ["\n\n".join(note for note in [*refusals, *outcome.notes] if note)]
+    notes = [*refusals, *outcome.notes, *(extra_notes or [])]
+    outcome.notes = ["\n\n".join(note for note in notes if note)]
     outcome.upload_link = bool(refusals)
-    return advance(state, outcome)
+    transition = advance(state, outcome)
+    if event.album and len(transition.replies) == 1 and not refusals:
+        # By webhook an album's parts arrive one request each: each part's acknowledgement
+        # (naming the whole album so far) replaces the last on screen, one message in all.
+        ack = transition.replies[0].model_copy(update={"replace_key": f"album:{event.album}"})
+        transition.replies[0] = ack
+    return transition
 
 
 def too_large_note(name: str, t: Translator) -> str:

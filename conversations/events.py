@@ -20,6 +20,21 @@ class InboundKind(StrEnum):
     # Produced by the core itself (for example when a background job finishes) and fed
     # back through the same engine, so every change of a conversation takes one path.
     SYSTEM = "system"
+    # Something Huizhen does not read (a voice message, a sticker, a location, an edit):
+    # `content` says what, so the patient hears why it was not used.
+    OTHER = "other"
+
+
+class Content(StrEnum):
+    """What an OTHER inbound carried."""
+
+    RECORDING = "recording"  # a voice message, a video message: made in the chat, not a record
+    AUDIO = "audio"  # an audio file: could be a record
+    VIDEO = "video"  # a video file: could be a record (a scan filmed on a screen)
+    STICKER = "sticker"
+    LOCATION = "location"
+    CONTACT = "contact"
+    EDITED = "edited"  # a message edited after it was sent
 
 
 # The FileRef source of a file in Huizhen's own store (a preview, an opinion), whatever the
@@ -66,6 +81,10 @@ class Inbound(BaseModel):
     files: tuple[FileRef, ...] = ()
     language_hint: str | None = None
     system: dict[str, str] = Field(default_factory=dict)
+    content: Content | None = None
+    # The files were sent together as one album (Telegram's media_group_id): by webhook its
+    # parts arrive one by one, and are acknowledged as one message.
+    album: str = ""
 
 
 class Option(BaseModel):

@@ -149,6 +149,12 @@ class ConversationState(BaseModel):
     earlier_drafts: list[str] = Field(default_factory=list)
     # When the patient was told their unfinished case would be erased (handlers/privacy/).
     retention_warned_at: datetime | None = None
+    # The album whose files are arriving, and the names received from it so far: its parts
+    # come one by one and share one acknowledgement, edited as each arrives.
+    album: str = ""
+    album_received: list[str] = Field(default_factory=list)
+    # The question the patient was told, once, that edited messages are not read.
+    edit_noted: str | None = None
 
     @property
     def consented(self) -> bool:

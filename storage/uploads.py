@@ -155,6 +155,7 @@ class UploadProblem(StrEnum):
     ALREADY_COMPLETE = "already_complete"
     BAD_REQUEST = "bad_request"
     NO_SPACE = "no_space"  # the disk is full: the chunk is dropped, to be sent again later
+    EMPTY = "empty"  # a file of no bytes: nothing a specialist could read
 
 
 class UploadRefused(Exception):
@@ -365,6 +366,10 @@ class UploadStore:
         """A new upload, or the one already started (or finished) for the same file."""
         if not _well_described(name, relative_path, size, fingerprint):
             raise UploadRefused(UploadProblem.BAD_REQUEST)
+        if size == 0:
+            # Refused, not stored: empty files took no quota, so any number of them could be
+            # begun, each a row, a file on disk and a line in the chat.
+            raise UploadRefused(UploadProblem.EMPTY)
         same_file = select(*_STATE_COLUMNS).where(
             _upload.c.case_id == grant.case_id,
             _upload.c.fingerprint == fingerprint,
@@ -384,9 +389,6 @@ class UploadStore:
             if int(used) + size > self.quota_bytes:
                 raise UploadRefused(UploadProblem.TOO_LARGE)
             upload_id = uuid.uuid4().hex
-            if size == 0:
-                # Complete at once; its (empty) file exists before the row says so.
-                os.close(self._create(upload_id))
             conn.execute(
                 insert(_upload).values(
                     id=upload_id,
@@ -398,10 +400,10 @@ class UploadStore:
                     fingerprint=fingerprint,
                     received=0,
                     created_at=now,
-                    completed_at=now if size == 0 else None,
+                    completed_at=None,
                 )
             )
-        return UploadState(upload_id, name, relative_path, size, 0, size == 0, fingerprint)
+        return UploadState(upload_id, name, relative_path, size, 0, False, fingerprint)
 
     async def append(
         self,

@@ -322,6 +322,8 @@ def _reference_update(
                 )
             )
         fields["files"] = tuple(refs)
+        # Live, the parts carry their media_group_id and share one acknowledgement.
+        fields["album"] = f"{user}-{move.album}" if move.album else ""
     app.pipeline.handle(
         Inbound(
             channel="telegram",

@@ -1061,6 +1061,62 @@ class FakeBotApi:
         message = self._incoming(user_id, chat_id, language_code, first_name, content)
         return self._wrap("message", message)
 
+    def media(
+        self,
+        user_id: int,
+        kind: str,
+        data: bytes = b"",
+        file_name: str | None = None,
+        mime_type: str | None = None,
+        *,
+        language_code: str = "en",
+        first_name: str = "Ann",
+    ) -> JSONDict:
+        """A voice message, an audio or video file, a video note (files registered), or a
+        sticker, location, venue or contact, as the Bot API sends them."""
+        entry = self.add_file(data or b"\x00media", file_name=file_name, mime_type=mime_type)
+        ids = {"file_id": entry.file_id, "file_unique_id": entry.file_unique_id}
+        size = {"file_size": entry.file_size}
+        bodies: dict[str, Any] = {
+            "voice": {**ids, "duration": 3, "mime_type": "audio/ogg", **size},
+            "audio": {
+                **ids,
+                "duration": 60,
+                "file_name": file_name,
+                "mime_type": mime_type,
+                **size,
+            },
+            "video": {
+                **ids,
+                "width": 640,
+                "height": 480,
+                "duration": 9,
+                "file_name": file_name,
+                "mime_type": mime_type,
+                **size,
+            },
+            "video_note": {**ids, "length": 240, "duration": 5, **size},
+            "sticker": {
+                **ids,
+                "type": "regular",
+                "width": 512,
+                "height": 512,
+                "is_animated": False,
+                "is_video": False,
+                "emoji": "👍",
+            },
+            "location": {"latitude": 39.9042, "longitude": 116.4074},
+            "contact": {"phone_number": "+8613800000000", "first_name": "Li"},
+        }
+        body = {key: value for key, value in bodies[kind].items() if value is not None}
+        message = self._incoming(user_id, None, language_code, first_name, {kind: body})
+        return self._wrap("message", message)
+
+    def edited(self, update: JSONDict, text: str) -> JSONDict:
+        """The edited_message update Telegram sends when the user edits that message."""
+        message = {**update["message"], "text": text, "edit_date": int(time.time())}
+        return self._wrap("edited_message", message)
+
     # ------------------------------------------------------------------ internals
 
     def _notify(self) -> None:

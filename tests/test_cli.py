@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from bot.app import build_app
+from bot.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def huizhen(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def huizhen(
+    data_dir: Path, *args: str, stdin: str = "", **settings: str
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATA_DIR": str(data_dir), "LANG": "C.UTF-8"}
-    for name in ("TELEGRAM_BOT_TOKEN", "WECHAT_APP_ID", "DATABASE_URL"):
+    for name in ("TELEGRAM_BOT_TOKEN", "WECHAT_APP_ID", "DATABASE_URL", "LC_ALL", "LC_MESSAGES"):
         env.pop(name, None)
+    env.update(settings)
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         input=stdin,
@@ -70,3 +80,71 @@ def test_huizhen_run_chats_on_the_console_and_queue_list_shows_the_case(tmp_path
     assert len(lines) == 1
     assert lines[0].startswith("HZ-") and "submitted" in lines[0] and "cardiovascular" in lines[0]
     assert lines[0].split()[0] in result.stdout
+
+
+def test_default_locale_wins_over_a_generic_system_locale(tmp_path: Path) -> None:
+    """Containers say LANG=C.UTF-8, which names no language: DEFAULT_LOCALE decides."""
+    for lang in ("C.UTF-8", "C", "POSIX"):
+        result = huizhen(tmp_path / lang, "chat", stdin="/quit\n", LANG=lang, DEFAULT_LOCALE="de")
+        assert result.returncode == 0, result.stderr
+        assert "Hallo, ich bin Huizhen" in result.stdout, (lang, result.stdout[:300])
+    # A real language in LANG is still a first guess.
+    french = huizhen(
+        tmp_path / "fr", "chat", stdin="/quit\n", LANG="fr_FR.UTF-8", DEFAULT_LOCALE="de"
+    )
+    assert "Bonjour" in french.stdout and "Hallo" not in french.stdout, french.stdout[:300]
+
+
+def test_the_console_serves_the_upload_page_when_it_hands_out_links(tmp_path: Path) -> None:
+    """`huizhen run` with no platform but PUBLIC_BASE_URL chats on the console, and the links
+    it hands out open: the web app runs beside it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = {"PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "WEB_PORT": str(port)}
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "LANG": "C.UTF-8", **settings}
+    for name in ("TELEGRAM_BOT_TOKEN", "WECHAT_APP_ID", "DATABASE_URL"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+        text=True,
+    )
+    try:
+        app = build_app(load_settings({"DATA_DIR": str(tmp_path), **settings}))
+        try:
+            token = app.upload_tokens.issue(
+                case_id="case-1",
+                channel="console",
+                user_key="local",
+                chat_key="local",
+                locale="en",
+                now=datetime.now(UTC),
+                ttl=timedelta(hours=1),
+            )
+        finally:
+            app.close()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/u/{token}", timeout=5
+                ) as page:
+                    assert page.status == 200
+                    assert "Send your medical files" in page.read().decode()
+                break
+            except OSError:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "the upload page never answered"
+                time.sleep(0.2)
+        out, err = process.communicate("/quit\n", timeout=30)
+        assert process.returncode == 0, err
+        assert "Huizhen console" in out and "Traceback" not in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

@@ -55,7 +55,7 @@ from bot.channels.telegram_base import (
 from bot.channels.wechat import BadSignature, WebhookCodec, describe, parse, text_reply
 from bot.channels.wechat import Incoming as WeChatIncoming
 from bot.channels.wechat_runtime import MAX_BODY_BYTES
-from conversations.events import Inbound, InboundKind
+from conversations.events import Content, Inbound, InboundKind
 from handlers.ingest.analysis import AnalysisRequest, StoreAccess, analyse
 from records.archives import ArchiveProblem, ArchiveRejected, open_archive, safe_member_path
 from records.classify import FileKind
@@ -359,8 +359,16 @@ def check_incoming(incoming: Incoming | None) -> None:
         InboundKind.COMMAND,
         InboundKind.CHOICE,
         InboundKind.FILES,
+        InboundKind.OTHER,  # what is not read: a voice message, a sticker, an edit...
     )
-    assert (inbound.kind == InboundKind.FILES) == bool(inbound.files)
+    assert (inbound.kind == InboundKind.OTHER) == (inbound.content is not None)
+    # Files come with FILES, and with an audio or video file (kept at the records step).
+    may_carry = inbound.kind == InboundKind.FILES or inbound.content in (
+        Content.AUDIO,
+        Content.VIDEO,
+    )
+    assert bool(inbound.files) <= may_carry
+    assert (inbound.kind == InboundKind.FILES) <= bool(inbound.files)
     if incoming.callback_query_id is not None:
         assert inbound.kind == InboundKind.CHOICE
     for file in inbound.files:

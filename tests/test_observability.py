@@ -13,11 +13,18 @@ from bot.app import App
 from bot.web import make_web_app
 from tests.conftest import Chat
 
+METRICS_TOKEN = "scrape-token-of-sixteen-or-more"
+
 
 async def _get(core: App, path: str) -> tuple[int, Any]:
+    # /metrics exists only with a token, and answers only its bearer (tests/test_web_app.py).
+    core = dataclasses.replace(
+        core, settings=dataclasses.replace(core.settings, metrics_token=METRICS_TOKEN)
+    )
+    bearer = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     async with (
         TestClient(TestServer(make_web_app(None, core=core))) as client,
-        client.get(path) as response,
+        client.get(path, headers=bearer) as response,
     ):
         body = await (response.json() if path == "/healthz" else response.text())
         return response.status, body

@@ -154,7 +154,17 @@ class ConsoleChannel:
         self.output.write("\n")
 
 
+# What a system says when nobody chose a language (containers ship LANG=C.UTF-8): no hint,
+# so DEFAULT_LOCALE decides. Babel reads "C" and "POSIX" as English.
+GENERIC_LOCALES = frozenset({"C", "POSIX"})
+
+
 def console_language_hint() -> str | None:
-    """The terminal's language (LANG=zh_CN.UTF-8 -> zh_CN) as a first guess."""
-    value = os.environ.get("LC_ALL") or os.environ.get("LANG") or ""
-    return value.split(".")[0] or None
+    """The terminal's language (LANG=zh_CN.UTF-8 -> zh_CN) as a first guess, the first of
+    LC_ALL, LC_MESSAGES and LANG that is set, as the C library reads them."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            language = value.split(".")[0].split("@")[0]
+            return None if language in GENERIC_LOCALES or not language else language
+    return None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal, Protocol
 
 from conversations.channels import TELEGRAM
-from conversations.events import FileRef, Inbound, InboundKind
+from conversations.events import Content, FileRef, Inbound, InboundKind
 from storage.files import FileTooLarge
 
 # The Bot API hands bots files up to 20 MB; a local Bot API server lifts that.
@@ -25,7 +25,8 @@ CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 LOCAL_DOWNLOAD_LIMIT = 2000 * 1024 * 1024
 MESSAGE_LIMIT = 4096
 CALLBACK_DATA_LIMIT = 64
-UPDATE_TYPES = ("message", "callback_query")
+# Edited messages too, so the patient hears that an edit is not read (conversations/unread.py).
+UPDATE_TYPES = ("message", "edited_message", "callback_query")
 CHANNEL = TELEGRAM.name
 
 
@@ -287,28 +288,47 @@ def _describe(update: Any) -> Incoming:
             update.update_id, inbound, callback_query_id=query.id, chat_type=str(chat_type)
         )
     message = update.message
+    edited = message is None and update.edited_message is not None
+    if edited:
+        message = update.edited_message
     if message is None or message.from_user is None:
         return Incoming(update.update_id, None)
+    inbound = _message_inbound(update.update_id, message)
+    if edited:
+        inbound = Inbound(
+            **_base(update.update_id, message), kind=InboundKind.OTHER, content=Content.EDITED
+        )
     return Incoming(
         update.update_id,
-        _message_inbound(update.update_id, message),
+        inbound,
         media_group_id=message.media_group_id,
         chat_type=str(message.chat.type),
     )
 
 
-def _message_inbound(update_id: int, message: Any) -> Inbound:
+def _base(update_id: int, message: Any) -> dict[str, Any]:
     assert message.from_user is not None
-    base: dict[str, Any] = {
+    return {
         "channel": CHANNEL,
         "user_key": str(message.from_user.id),
         "chat_key": str(message.chat.id),
         "update_key": str(update_id),
         "language_hint": message.from_user.language_code,
+        "album": message.media_group_id or "",
     }
+
+
+def _message_inbound(update_id: int, message: Any) -> Inbound:
+    base = _base(update_id, message)
     files = _files(message)
     if files:
         return Inbound(**base, kind=InboundKind.FILES, files=files)
+    other = _other(message)
+    if other is not None:
+        content, file = other
+        return Inbound(
+            **base, kind=InboundKind.OTHER, content=content, files=(file,) if file else ()
+        )
     text = message.text or ""
     if text.startswith("/"):
         command, _, args = text[1:].partition(" ")
@@ -319,6 +339,30 @@ def _message_inbound(update_id: int, message: Any) -> Inbound:
             args=args.strip(),
         )
     return Inbound(**base, kind=InboundKind.TEXT, text=text)
+
+
+def _other(message: Any) -> tuple[Content, FileRef | None] | None:
+    """What the message carries that is not text, a photo or a document. An audio or video
+    file comes with its FileRef: where records are asked for, it is kept as one."""
+    caption = message.caption or ""
+    for attribute, content, default_name in (
+        ("audio", Content.AUDIO, "audio"),
+        ("video", Content.VIDEO, "video.mp4"),
+    ):
+        media = getattr(message, attribute, None)
+        if media is not None:
+            name = getattr(media, "file_name", None) or default_name
+            ref = telegram_file(media.file_id, name, media.file_size, media.mime_type)
+            return content, ref.model_copy(update={"caption": caption})
+    if message.voice is not None or message.video_note is not None:
+        return Content.RECORDING, None
+    if message.sticker is not None:
+        return Content.STICKER, None
+    if message.location is not None or message.venue is not None:
+        return Content.LOCATION, None
+    if message.contact is not None:
+        return Content.CONTACT, None
+    return None
 
 
 def _files(message: Any) -> tuple[FileRef, ...]:

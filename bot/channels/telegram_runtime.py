@@ -233,7 +233,7 @@ class TelegramChannel(ChannelRuntime):
         chats = {
             item.inbound.chat_key
             for item in incoming
-            if item.inbound is not None and item.inbound.kind == InboundKind.FILES
+            if item.inbound is not None and item.inbound.files  # a kept video too
         }
         for chat in chats:
             with contextlib.suppress(Exception):

@@ -199,7 +199,8 @@
           }
           if (error.code === 413 || error.code === 400) {
             item.state = "failed";
-            item.message = body.error === "too_large" ? body.message || texts.noSpace : "";
+            // The server says why in the link's language (no space left, an empty file).
+            item.message = body.message || (body.error === "too_large" ? texts.noSpace : "");
             show(item);
             return false;
           }

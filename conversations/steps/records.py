@@ -126,6 +126,11 @@ def accept_files(
             )
         )
         received.append(file.name or t("a file"))
+    if state.album:
+        # Another part of an album: its acknowledgement replaces the earlier one, so it
+        # names every file the album brought.
+        state.album_received += received
+        received = list(state.album_received)
     if len(received) > LIST_RECEIVED_UP_TO:
         notes.insert(
             0, t.plural("Received {count} file.", "Received {count} files.", len(received))
