@@ -67,6 +67,8 @@ def instance_from_json(text: str) -> DicomInstance:
         value = data.get(item.name)
         if isinstance(value, str) and "date" in item.name:
             data[item.name] = date.fromisoformat(value)
+        elif isinstance(value, list):  # JSON has no tuples
+            data[item.name] = tuple(value)
     return DicomInstance(**data)
 
 
@@ -298,7 +300,7 @@ class Ingestor:
                 body_parts=list(study.body_parts),
                 description=study.description,
                 series=len(study.series),
-                images=study.instances,
+                images=study.images,  # instances with pixels, not reports
                 patient_name=study.patient_name,
                 patient_birth_date=study.patient_birth_date,
                 preview=previews.get(study.study_uid, ("", ""))[0],
