@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from itertools import combinations, permutations
+from itertools import combinations, pairwise, permutations
 from typing import BinaryIO, NamedTuple, cast
 
 from pydicom import dcmread
@@ -783,7 +783,7 @@ def _numbering_gaps(numbers: list[int]) -> tuple[int, int] | None:
     if not used:
         return None
     step = 0
-    for before, after in zip(used, used[1:], strict=False):
+    for before, after in pairwise(used):
         step = math.gcd(step, after - before)
     expected = (used[-1] - used[0]) // step + 1 if step else 1
     return expected, expected - len(used)
@@ -821,7 +821,7 @@ def _stack_gaps(images: list[DicomInstance]) -> tuple[int, int] | None:
     places = sorted(depth)
     if len(places) < 2:
         return None
-    steps = [after - before for before, after in zip(places, places[1:], strict=False)]
+    steps = [after - before for before, after in pairwise(places)]
     spacing = sorted(steps)[len(steps) // 2]  # the median: the usual spacing
     empty_places = sum(round(step / spacing) - 1 for step in steps if step > _GAP_RATIO * spacing)
     # As many images at each place as at most places (echoes, phases); a place holding more
