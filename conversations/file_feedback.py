@@ -205,6 +205,7 @@ def files_checked(state: ConversationState, report: FilesReport, t: Translator) 
         file.kind = check.kind
         if check.problem:
             problems.append(_problem_text(check, t))
+        problems += _inside_archive(check, t)
         placed = _item_of(state, file.file_id)
         if placed is None:
             _place_unsorted(state, file, check)
@@ -347,6 +348,49 @@ def _problem_text(check: FileCheck, t: Translator) -> str:
         key = "unreadable_dicom" if key == "unreadable" else "executable"
     text = FILE_PROBLEMS.get(key, FILE_PROBLEMS["unreadable"])
     return t(text, name=name, earlier=check.duplicate_of or name)
+
+
+# Members with a problem told one by one; past this many, the rest in one line.
+MEMBER_PROBLEMS_TOLD = 3
+
+
+def _inside_archive(check: FileCheck, t: Translator) -> list[str]:
+    """What was left out of an archive, and its members' problems, as for loose files."""
+    name = check.name or t("a file")
+    notes: list[str] = []
+    if check.programs_left_out:
+        notes.append(
+            t.plural(
+                "{name} had {count} program inside (such as a disc viewer). Programs have no "
+                "place in medical records, so I left it out and kept everything else.",
+                "{name} had {count} programs inside (such as a disc viewer). Programs have no "
+                "place in medical records, so I left them out and kept everything else.",
+                check.programs_left_out,
+                name=name,
+            )
+        )
+    for member in check.member_problems[:MEMBER_PROBLEMS_TOLD]:
+        inner = member.path.rsplit("/", 1)[-1] or member.path
+        shown = FileCheck(
+            file_id="",
+            name=t("{file} (in {archive})", file=inner, archive=name),
+            kind=member.kind,
+            problem=member.problem,
+        )
+        notes.append(_problem_text(shown, t))
+    more = len(check.member_problems) - MEMBER_PROBLEMS_TOLD
+    if more > 0:
+        notes.append(
+            t.plural(
+                "{count} more file in {name} has a problem like these. I kept it for a "
+                "coordinator to look at.",
+                "{count} more files in {name} have problems like these. I kept them for a "
+                "coordinator to look at.",
+                more,
+                name=name,
+            )
+        )
+    return notes
 
 
 def photo_advice(t: Translator) -> str:

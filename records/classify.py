@@ -76,6 +76,60 @@ def sniff_stream(stream: BinaryIO, name: str = "") -> FileKind:
     return sniff(b"".join(chunks), name)
 
 
+# Programs by name: a disc's viewer (VIEWER.EXE and its DLLs), autorun files, installers,
+# scripts and macOS app bundles. Inside an archive these are left out, whatever the bytes.
+PROGRAM_SUFFIXES = frozenset(
+    [
+        ".exe",
+        ".dll",
+        ".bat",
+        ".cmd",
+        ".com",
+        ".msi",
+        ".msp",
+        ".scr",
+        ".pif",
+        ".cpl",
+        ".sys",
+        ".ocx",
+        ".lnk",
+        ".hta",
+        ".vbs",
+        ".vbe",
+        ".js",
+        ".jse",
+        ".wsf",
+        ".wsh",
+        ".ps1",
+        ".psm1",
+        ".sh",
+        ".bash",
+        ".command",
+        ".jar",
+        ".apk",
+        ".dmg",
+        ".pkg",
+        ".deb",
+        ".rpm",
+        ".elf",
+        ".so",
+        ".dylib",
+    ]
+)
+PROGRAM_NAMES = frozenset({"autorun.inf", "desktop.ini"})
+
+
+def is_program_name(path: str) -> bool:
+    """Whether a member's path names a program or autorun file (or lies inside a .app)."""
+    parts = [part.lower() for part in re.split(r"[/\\]", path) if part]
+    if not parts:
+        return False
+    base = parts[-1]
+    if base in PROGRAM_NAMES or any(part.endswith(".app") for part in parts[:-1]):
+        return True
+    return "." in base and base[base.rindex(".") :] in PROGRAM_SUFFIXES
+
+
 def compression_of(head: bytes) -> str | None:
     """The compression ("gzip", "bz2" or "xz") of the stream that `head` starts, if any."""
     if head[:2] == b"\x1f\x8b":

@@ -295,3 +295,82 @@ def settings_with_small_quota(settings: Settings) -> Iterator[App]:
     app = build_app(load_settings({**env, "CASE_QUOTA_MB": "1"}))
     yield app
     app.close()
+
+
+def _cd_with_viewer(tmp_path: Path) -> Path:
+    """A hospital CD zipped: the scans, and the viewer program the disc carries."""
+    folder = tmp_path / "cd"
+    scans = write_series(folder / "DICOM", count=3)
+    path = tmp_path / "disc.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for scan in scans:
+            archive.write(scan, scan.relative_to(folder).as_posix())
+        archive.writestr("VIEWER/VIEWER.EXE", b"MZ\x90\x00" + bytes(200))
+        archive.writestr("VIEWER/dicomlib.dll", b"MZ\x90\x00" + bytes(100))
+        archive.writestr("AUTORUN.INF", b"[autorun]\r\nopen=VIEWER\\VIEWER.EXE\r\n")
+        archive.writestr("RUN.BAT", b"@echo off\r\nstart VIEWER\\VIEWER.EXE\r\n")
+        archive.writestr("start.sh", b"#!/bin/sh\nwine VIEWER/VIEWER.EXE\n")
+        archive.writestr("Viewer.app/Contents/Info.plist", b"<?xml version='1.0'?><plist/>")
+        archive.writestr("README", b"\x7fELF\x02\x01\x01" + bytes(60))  # a program by content
+        archive.writestr("report.txt", b"CT chest, no change.\n")
+    return path
+
+
+def test_a_viewer_inside_a_zipped_cd_is_left_out_and_the_patient_is_told(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    reply = chat.say(str(_cd_with_viewer(tmp_path)))
+    assert reply.count("programs inside (such as a disc viewer)") == 1
+    assert "disc.zip had 7 programs inside" in reply
+    kept = [d for d in documents(app) if d.parent_file_id]
+    assert sorted(d.path for d in kept) == [
+        "DICOM/IM00001",
+        "DICOM/IM00002",
+        "DICOM/IM00003",
+        "report.txt",
+    ]
+    for path in stored_files(app):  # nothing of the programs is in the store, even encrypted
+        assert path.stat().st_size > 0
+    assert len(stored_files(app)) == len({d.sha256 for d in documents(app)})
+
+
+def test_an_archive_of_nothing_but_a_program_is_refused(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    path = tmp_path / "viewer.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("VIEWER.EXE", b"MZ\x90\x00" + bytes(200))
+    reply = chat.say(str(path))
+    assert "viewer.zip contains a computer program" in reply
+    assert documents(app) == [] and stored_files(app) == []
+
+
+def test_problems_inside_an_archive_are_told_as_for_loose_files(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    folder = tmp_path / "cd"
+    good = write_series(folder / "DICOM", count=2)
+    cut = write_truncated(write_series(folder / "CUT", count=1, seed="cut")[0])
+    deep = write_deep_sequence(folder / "DICOM" / "IM00099", 5000)
+    archive = zip_files(tmp_path / "cd.zip", [*good, cut, deep], root=folder)
+    reply = chat.say(str(archive))
+    assert "IM00001 (in cd.zip) looks cut off" in reply
+    assert "IM00099 (in cd.zip) is a scan file I couldn't read" in reply
+    assert len([d for d in documents(app) if d.parent_file_id]) == 4  # all kept
+
+
+def test_many_broken_files_inside_an_archive_are_told_in_few_lines(
+    chat: Chat, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    folder = tmp_path / "cd"
+    broken = [
+        write_truncated(write_series(folder / f"S{n}", count=1, seed=f"s{n}")[0], seed=f"t{n}")
+        for n in range(6)
+    ]
+    reply = chat.say(str(zip_files(tmp_path / "cd.zip", broken, root=folder)))
+    assert reply.count("(in cd.zip) looks cut off") == 3
+    assert "3 more files in cd.zip have problems like these" in reply

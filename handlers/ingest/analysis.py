@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from records.archives import ArchiveLimits, ArchiveRejected, open_archive
-from records.classify import FileKind, sniff_stream
+from records.classify import FileKind, is_program_name, sniff_stream
 from records.dicom import (
     DicomDirIndex,
     DicomInstance,
@@ -70,6 +70,7 @@ class Analysis:
     entries: tuple[Entry, ...] = ()
     # Why the file (an archive, as a whole) was refused: nothing of it is kept.
     problem: str = ""
+    programs_left_out: int = 0  # members of an archive that were programs, not kept
 
 
 def analyse(request: AnalysisRequest, progress: Progress) -> Analysis:
@@ -118,7 +119,11 @@ def _unpack(
     except BaseException:
         _remove(store, unpacking.created)
         raise
-    return Analysis(kind=kind.value, entries=tuple(unpacking.entries))
+    return Analysis(
+        kind=kind.value,
+        entries=tuple(unpacking.entries),
+        programs_left_out=unpacking.programs_left_out,
+    )
 
 
 @dataclass
@@ -129,10 +134,15 @@ class _Unpacking:
     entries: list[Entry] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     used: int = 0
+    programs_left_out: int = 0
 
     def run(self, archive: BinaryIO, kind: FileKind, size: int, prefix: str, depth: int) -> None:
         members = open_archive(archive, kind, size, self.request.limits, depth)
         for member, stream in members:
+            if is_program_name(member.path):
+                # A disc's viewer or autorun file: left unread, so never stored or exported.
+                self.programs_left_out += 1
+                continue
             left = max(0, self.request.quota_left - self.used)
             # Flushed to disk once for the whole archive, before anything records it.
             stored = self.store.put(stream, max_bytes=left, durable=False)
@@ -142,6 +152,14 @@ class _Unpacking:
             path = f"{prefix}{member.path}"
             with self.store.open(stored.sha256) as head:
                 member_kind = sniff_stream(head, member.path.rsplit("/", 1)[-1])
+                if member_kind in REFUSED:
+                    # A program whatever its name: as when sent loose, not kept.
+                    self.programs_left_out += 1
+                    self.used -= stored.size
+                    if stored.created:
+                        self.created.remove(stored.sha256)
+                        self.store.delete(stored.sha256)
+                    continue
                 if member_kind in ARCHIVES:
                     # An archive inside: unpacked in turn, within the same limits and depth.
                     self.run(head, member_kind, stored.size, f"{path}/", depth + 1)

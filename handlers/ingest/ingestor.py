@@ -31,7 +31,7 @@ from handlers.ingest.analysis import (
 from handlers.ingest.worker import Worker, WorkerFailed
 from records.classify import FileKind
 from records.dicom import DicomInstance, StudySummary, flags, summarize
-from records.report import FileCheck, FilesReport, FlagLine, StudyLine
+from records.report import FileCheck, FilesReport, FlagLine, MemberProblem, StudyLine
 from storage.documents import DocumentRow, DocumentStore
 from storage.files import MAX_FILE_BYTES, FileStore, FileTooLarge, out_of_space
 from storage.uploads import UPLOAD_SOURCE
@@ -197,6 +197,10 @@ class Ingestor:
         if analysis.kind == FileKind.UNKNOWN.value and not analysis.problem and named_as_scan:
             # Named as a scan, but no scan inside: say so rather than "a file".
             analysis = dataclasses.replace(analysis, problem="not_dicom")
+        archive = analysis.kind in (FileKind.ZIP.value, FileKind.TAR.value)
+        if archive and not analysis.entries and analysis.programs_left_out:
+            # Nothing but programs inside: kept, the archive itself would carry them on.
+            analysis = dataclasses.replace(analysis, problem="executable")
         check = FileCheck(
             file_id=effect.file_id,
             name=effect.file.name,
@@ -213,7 +217,6 @@ class Ingestor:
                 self.files.delete(sha256)
             return check.model_copy(update={"kept": False})
         now = self.clock()
-        archive = analysis.kind in (FileKind.ZIP.value, FileKind.TAR.value)
         rows = [
             DocumentRow(
                 file_id=effect.file_id,
@@ -257,6 +260,12 @@ class Ingestor:
                 "photos": sum(1 for r in contents if r.kind in PHOTO_KINDS),
                 "documents": sum(1 for r in contents if r.kind in DOCUMENT_KINDS),
                 "unreadable": sum(1 for r in contents if r.problem),
+                "programs_left_out": analysis.programs_left_out,
+                "member_problems": [
+                    MemberProblem(path=r.path, kind=r.kind, problem=r.problem)
+                    for r in contents
+                    if archive and r.problem
+                ],
             }
         )
 
