@@ -222,6 +222,7 @@ def files_checked(state: ConversationState, report: FilesReport, t: Translator) 
         )
     studies = {study.key: study for study in report.studies}
     notes += [_flag_text(flag, studies.get(flag.study_key), t) for flag in report.flags]
+    notes += [_no_preview_text(study, t) for study in report.studies if _no_preview(study)]
     notes += problems
     if photos_as_imaging:
         notes.append(photo_advice(t))
@@ -337,6 +338,29 @@ def _flag_text(flag: FlagLine, study: StudyLine | None, t: Translator) -> str:
         limit=round((flag.stale_after_days or 0) / 30),
         count=flag.missing or 0,
     )
+
+
+NO_PREVIEW = {
+    "no_decoder": N_(
+        "I couldn't show you a picture of the {scan} from {date}: it is saved in a compressed "
+        "format I can't open. The files are safely kept, and the specialists' own viewers can "
+        "open them."
+    ),
+    "bad_data": N_(
+        "I couldn't show you a picture of the {scan} from {date}: its image data may be "
+        "damaged. The files are kept for a coordinator to look at; if you can, ask the "
+        "hospital for a new copy."
+    ),
+}
+
+
+def _no_preview(study: StudyLine) -> bool:
+    return not study.preview and study.preview_problem in NO_PREVIEW
+
+
+def _no_preview_text(study: StudyLine, t: Translator) -> str:
+    when = t.date(study.study_date) if study.study_date else t("an unknown date")
+    return t(NO_PREVIEW[study.preview_problem], scan=scan_name(study, t), date=when)
 
 
 def _problem_text(check: FileCheck, t: Translator) -> str:

@@ -55,6 +55,8 @@ class StudyLine(BaseModel):
     # Store addresses (sha256) of the representative slice and the study's contact sheet.
     preview: str = ""
     sheet: str = ""
+    # Why no preview could be drawn (records.previews.PreviewProblem value), "" otherwise.
+    preview_problem: str = ""
 
 
 class FlagLine(BaseModel):

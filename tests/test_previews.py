@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
-from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pydicom.encaps import encapsulate
+from pydicom.uid import MPEG2MPML, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from records.previews import (
+    PREVIEW_SIDE,
     PreviewProblem,
     PreviewUnavailable,
     contact_sheet_png,
@@ -23,6 +26,7 @@ from records.previews import (
 from tests.dicom_factory import (
     air_corner,
     bright_square,
+    corpus,
     ct_slice_hu,
     uid,
     write_instance,
@@ -137,8 +141,56 @@ def test_a_report_has_no_preview(tmp_path: Path) -> None:
     assert unavailable(report) == PreviewProblem.NO_PIXELS
 
 
-def test_a_compression_without_a_decoder_is_reported_as_such() -> None:
-    assert unavailable(sample_file("JPEGLSNearLossless_16.dcm")) == PreviewProblem.NO_DECODER
+def test_a_compression_without_a_decoder_is_reported_as_such(tmp_path: Path) -> None:
+    assert unavailable(mpeg2_video(tmp_path / "video.dcm")) == PreviewProblem.NO_DECODER
+
+
+def mpeg2_video(path: Path) -> Path:
+    """An instance in MPEG-2 (a video syntax no installed decoder reads)."""
+    dataset = pydicom.dcmread(slice_file(path))
+    dataset.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(100)])
+    dataset["PixelData"].VR = "OB"
+    dataset.file_meta.TransferSyntaxUID = MPEG2MPML
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "JPEG2000.dcm",  # JPEG 2000
+        "MR_small_jp2klossless.dcm",  # JPEG 2000 lossless
+        "MR_small_RLE.dcm",  # RLE
+        "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless
+        "JPEGLSNearLossless_16.dcm",  # JPEG-LS near lossless
+        "JPGExtended.dcm",  # 12-bit JPEG Extended
+        "SC_rgb_jpeg_dcmtk.dcm",  # JPEG baseline, colour
+        "SC_rgb_rle.dcm",  # RLE, colour
+        "image_dfl.dcm",  # Deflated
+    ],
+)
+def test_compressed_scans_are_decoded_for_a_preview(name: str) -> None:
+    picture = render(sample_file(name))
+    assert picture.std() > 5  # a picture, not a blank
+
+
+TS_CORPUS = corpus("dcm_qa_ts")
+CORPUS_TS = (TS_CORPUS or Path()) / "In"
+
+
+@pytest.mark.skipif(TS_CORPUS is None, reason="shared/corpora/dcm_qa_ts is not beside the project")
+@pytest.mark.parametrize("number", range(2, 10))
+def test_one_real_scanner_image_in_every_transfer_syntax_previews_the_same(number: int) -> None:
+    # dcm_qa_ts: one Siemens slice saved as implicit, big endian, RLE, JPEG lossless,
+    # JPEG-LS and JPEG 2000; the pixels are the same, so the previews must be.
+    reference = render(CORPUS_TS / "1.dcm")
+    assert np.abs(render(CORPUS_TS / f"{number}.dcm").astype(int) - reference).max() <= 1
+
+
+def test_a_tiny_image_is_enlarged_to_a_readable_preview() -> None:
+    with open(sample_file("JPEGLSNearLossless_16.dcm"), "rb") as stream:  # 10 x 50 pixels
+        png = series_preview_png(stream)
+    assert max(Image.open(io.BytesIO(png)).size) == PREVIEW_SIDE
 
 
 def test_a_gigantic_declared_frame_is_refused_before_decoding(tmp_path: Path) -> None:
@@ -160,10 +212,12 @@ def test_a_series_preview_is_a_png_without_text(tmp_path: Path) -> None:
     with path.open("rb") as stream:
         png = series_preview_png(stream)
     image = Image.open(io.BytesIO(png))
-    assert image.format == "PNG" and image.size == (64, 64)
+    # A 64 x 64 slice, enlarged to be seen.
+    assert image.format == "PNG" and image.size == (PREVIEW_SIDE, PREVIEW_SIDE)
     assert not image.info.get("text") and b"tEXt" not in png and b"iTXt" not in png
     assert b"WANG" not in png
-    assert np.asarray(image)[bright_square(64, 64)].min() == 255
+    inner = tuple(slice(s.start + 8, s.stop - 8) for s in bright_square(512, 512))
+    assert np.asarray(image)[inner].min() == 255
 
 
 def test_a_contact_sheet_tiles_readable_slices_and_skips_the_rest(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from records.checklist import ITEMS
 from storage.models import Document
 from tests.conftest import Chat, make_chat
 from tests.dicom_factory import (
+    corpus,
     write_deep_sequence,
     write_dicomdir,
     write_series,
@@ -26,6 +27,7 @@ from tests.dicom_factory import (
     zip_files,
 )
 from tests.test_intake_transcripts import consent, through_fit
+from tests.test_previews import mpeg2_video
 
 TODAY = datetime.now(UTC).date()
 
@@ -374,3 +376,23 @@ def test_many_broken_files_inside_an_archive_are_told_in_few_lines(
     reply = chat.say(str(zip_files(tmp_path / "cd.zip", broken, root=folder)))
     assert reply.count("(in cd.zip) looks cut off") == 3
     assert "3 more files in cd.zip have problems like these" in reply
+
+
+def test_a_scan_in_a_format_without_a_decoder_is_kept_and_explained(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    reply = chat.say(str(mpeg2_video(tmp_path / "video.dcm")))
+    assert "saved in a compressed format I can't open. The files are safely kept" in reply
+    assert [d.kind for d in documents(app)] == ["dicom"]
+
+
+@pytest.mark.skipif(corpus("dcm_qa_ts") is None, reason="shared/corpora is not beside the project")
+def test_a_real_jpeg_2000_scan_is_previewed(chat: Chat, tmp_path: Path) -> None:
+    to_imaging(chat)
+    source = (corpus("dcm_qa_ts") or Path()) / "In" / "9.dcm"  # Siemens MR, JPEG 2000
+    copy = tmp_path / "9.dcm"
+    copy.write_bytes(source.read_bytes())
+    reply = chat.say(str(copy))
+    assert "Is this the scan you meant? MRI scan" in reply
+    assert "compressed format" not in reply

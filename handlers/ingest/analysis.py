@@ -196,17 +196,21 @@ class PreviewRequest:
 class Previews:
     series: dict[str, str]  # series_uid -> sha256 of the PNG in the store
     sheets: dict[str, str]  # study_uid -> sha256 of the PNG
+    # series_uid -> why no preview could be drawn (records.previews.PreviewProblem value)
+    problems: dict[str, str] = field(default_factory=dict)
 
 
 def make_previews(request: PreviewRequest, progress: Progress) -> Previews:
     store = request.store.open()
     series: dict[str, str] = {}
     sheets: dict[str, str] = {}
+    problems: dict[str, str] = {}
     for done, (series_uid, sha256) in enumerate(request.series, 1):
         try:
             with store.open(sha256) as stream:
                 png = series_preview_png(stream)
-        except PreviewUnavailable:
+        except PreviewUnavailable as unavailable:
+            problems[series_uid] = str(unavailable.problem)
             continue
         series[series_uid] = _put_bytes(store, png)
         progress(done, len(request.series))
@@ -219,7 +223,7 @@ def make_previews(request: PreviewRequest, progress: Progress) -> Previews:
         finally:
             for stream in streams:
                 stream.close()
-    return Previews(series, sheets)
+    return Previews(series, sheets, problems)
 
 
 def _put_bytes(store: FileStore, data: bytes) -> str:

@@ -312,8 +312,9 @@ class Ingestor:
                 images=study.images,  # instances with pixels, not reports
                 patient_name=study.patient_name,
                 patient_birth_date=study.patient_birth_date,
-                preview=previews.get(study.study_uid, ("", ""))[0],
-                sheet=previews.get(study.study_uid, ("", ""))[1],
+                preview=previews.get(study.study_uid, ("", "", ""))[0],
+                sheet=previews.get(study.study_uid, ("", "", ""))[1],
+                preview_problem=previews.get(study.study_uid, ("", "", ""))[2],
             )
             for study in touched
         ]
@@ -335,8 +336,9 @@ class Ingestor:
         studies: Sequence[StudySummary],
         instances: Any,
         progress: Progress,
-    ) -> dict[str, tuple[str, str]]:
-        """Study uid -> (preview of its largest series, contact sheet), drawn in the worker."""
+    ) -> dict[str, tuple[str, str, str]]:
+        """Study uid -> (preview of its largest series, contact sheet, why there is no
+        preview), drawn in the worker."""
         by_series: dict[str, list[tuple[int, str]]] = {}
         for instance, row in instances:
             by_series.setdefault(instance.series_uid, []).append(
@@ -368,7 +370,11 @@ class Ingestor:
             log.warning("previews could not be drawn (%s)", failure.reason)
             return {}
         return {
-            study_uid: (drawn.series.get(series_uid, ""), drawn.sheets.get(study_uid, ""))
+            study_uid: (
+                drawn.series.get(series_uid, ""),
+                drawn.sheets.get(study_uid, ""),
+                drawn.problems.get(series_uid, ""),
+            )
             for study_uid, series_uid in largest.items()
         }
 
@@ -376,13 +382,13 @@ class Ingestor:
         self,
         case_id: str,
         studies: Sequence[StudySummary],
-        previews: Mapping[str, tuple[str, str]],
+        previews: Mapping[str, tuple[str, str, str]],
     ) -> None:
         """Kept for the coordinator: the case package shows them with the study table."""
         now = self.clock()
         rows = []
         for study in studies:
-            preview, sheet = previews.get(study.study_uid, ("", ""))
+            preview, sheet, _ = previews.get(study.study_uid, ("", "", ""))
             for kind, sha256 in (("preview", preview), ("contact_sheet", sheet)):
                 if sha256:
                     rows.append(
