@@ -134,6 +134,10 @@ FILE_PROBLEMS = {
         "{name} is a scan file I couldn't read. I kept it for a coordinator; if you can, ask "
         "the hospital for a new copy."
     ),
+    "locked_pdf": N_(
+        "{name} is protected by a password, so I can't open it. Please send a copy without "
+        "the password; the hospital, or the app you downloaded it from, can usually save one."
+    ),
     "unreadable_dicom": N_(
         "{name} is a scan file I couldn't read. I kept it for a coordinator; if you can, ask "
         "the hospital for a new copy."
@@ -203,7 +207,7 @@ def files_checked(state: ConversationState, report: FilesReport, t: Translator) 
             continue
         file.status = "stored"
         file.kind = check.kind
-        if check.problem:
+        if check.problem and check.problem not in COORDINATOR_ONLY:
             problems.append(_problem_text(check, t))
         problems += _inside_archive(check, t)
         placed = _item_of(state, file.file_id)
@@ -243,6 +247,15 @@ def _tell_coordinators(state: ConversationState, report: FilesReport) -> list[Ef
         reference=submitted.reference,
         count=len(kept),
     )
+    scripted = sum(1 for check in kept if check.problem == "pdf_javascript")
+    if scripted:
+        text += "\n" + bilingual(
+            N_(
+                "Among them, PDFs with JavaScript inside: {count}. They are kept and flagged; "
+                "open them with scripts turned off."
+            ),
+            count=scripted,
+        )
     notice = CoordinatorNotice(case_id=submitted.case_id, case_ref=submitted.reference, text=text)
     return [NotifyCoordinators(notice=notice)]
 
@@ -374,6 +387,10 @@ def _problem_text(check: FileCheck, t: Translator) -> str:
     return t(text, name=name, earlier=check.duplicate_of or name)
 
 
+# Problems for the coordinator's eyes only: the file is kept and flagged, the patient has
+# nothing to do about it.
+COORDINATOR_ONLY = frozenset({"pdf_javascript"})
+
 # Members with a problem told one by one; past this many, the rest in one line.
 MEMBER_PROBLEMS_TOLD = 3
 
@@ -393,7 +410,8 @@ def _inside_archive(check: FileCheck, t: Translator) -> list[str]:
                 name=name,
             )
         )
-    for member in check.member_problems[:MEMBER_PROBLEMS_TOLD]:
+    told = [m for m in check.member_problems if m.problem not in COORDINATOR_ONLY]
+    for member in told[:MEMBER_PROBLEMS_TOLD]:
         inner = member.path.rsplit("/", 1)[-1] or member.path
         shown = FileCheck(
             file_id="",
@@ -402,7 +420,7 @@ def _inside_archive(check: FileCheck, t: Translator) -> list[str]:
             problem=member.problem,
         )
         notes.append(_problem_text(shown, t))
-    more = len(check.member_problems) - MEMBER_PROBLEMS_TOLD
+    more = len(told) - MEMBER_PROBLEMS_TOLD
     if more > 0:
         notes.append(
             t.plural(

@@ -752,6 +752,7 @@ def _study(study_uid: str, by_series: dict[str, list[DicomInstance]]) -> StudySu
 def _series(series_uid: str, members: list[DicomInstance]) -> SeriesSummary:
     declared = [i.images_in_acquisition for i in members if i.images_in_acquisition]
     stack = _stack_gaps([i for i in members if i.is_image])
+    expected: int | None
     if stack is not None:
         # Where the slices lie is the surest sign: a complete stack is never flagged, however
         # its instances are numbered (Philips numbers 16..1280 over 680 files).

@@ -27,6 +27,7 @@ from tests.dicom_factory import (
     zip_files,
 )
 from tests.test_intake_transcripts import consent, through_fit
+from tests.test_pdfs import pdf
 from tests.test_previews import mpeg2_video
 
 TODAY = datetime.now(UTC).date()
@@ -396,3 +397,26 @@ def test_a_real_jpeg_2000_scan_is_previewed(chat: Chat, tmp_path: Path) -> None:
     reply = chat.say(str(copy))
     assert "Is this the scan you meant? MRI scan" in reply
     assert "compressed format" not in reply
+
+
+def test_a_password_protected_pdf_is_met_with_a_request_for_an_unlocked_copy(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    path = _write(tmp_path / "report.pdf", pdf(user_password="1234"))
+    reply = chat.say(str(path))
+    assert "report.pdf is protected by a password" in reply
+    assert "Please send a copy without the password" in reply
+    assert "a document (PDF)" in reply  # kept, for a coordinator who may know the password
+    assert [d.problem for d in documents(app)] == ["locked_pdf"]
+
+
+def test_a_pdf_with_javascript_is_kept_and_flagged_for_the_coordinator(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    path = _write(tmp_path / "report.pdf", pdf(js="app.launchURL('http://example.invalid');"))
+    reply = chat.say(str(path))
+    assert "report.pdf: a document (PDF)" in reply
+    assert "couldn't" not in reply and "password" not in reply  # nothing for the patient to do
+    assert [d.problem for d in documents(app)] == ["pdf_javascript"]

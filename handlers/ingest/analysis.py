@@ -21,6 +21,7 @@ from records.dicom import (
     read_dicomdir,
     read_instance,
 )
+from records.pdfs import inspect_pdf
 from records.previews import PreviewUnavailable, contact_sheet_png, series_preview_png
 from storage.files import FileStore, FileTooLarge
 
@@ -89,6 +90,13 @@ def _describe(store: FileStore, sha256: str, size: int, kind: FileKind, path: st
         return dataclasses.replace(entry, problem="executable")
     if kind == FileKind.EMPTY:
         return dataclasses.replace(entry, problem="empty")
+    if kind == FileKind.PDF:
+        with store.open(sha256) as stream:
+            found = inspect_pdf(stream)
+        # Locked: the patient is asked for an unlocked copy. JavaScript: kept, and the
+        # coordinator sees the flag on the file.
+        problem = "locked_pdf" if found.locked else "pdf_javascript" if found.javascript else ""
+        return dataclasses.replace(entry, problem=problem)
     if kind not in (FileKind.DICOM, FileKind.DICOMDIR):
         return entry
     try:
