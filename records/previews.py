@@ -14,8 +14,9 @@ from enum import StrEnum
 from typing import Any, BinaryIO
 
 import numpy as np
+import pillow_heif
 from numpy.typing import NDArray
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
@@ -23,6 +24,9 @@ from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from records.dicom import DicomInstance, DicomUnreadable, read_deflated, read_instance
+
+# iPhone photos are HEIC: Pillow opens them once pillow-heif has registered its opener.
+pillow_heif.register_heif_opener()
 
 MAX_FRAME_PIXELS = 50_000_000  # about 7000 x 7000: larger than any radiograph
 DEFLATED_HEADER_ALLOWANCE = 16 * 1024 * 1024
@@ -120,6 +124,26 @@ def series_preview_png(stream: BinaryIO) -> bytes:
     """PNG of one windowed slice, PREVIEW_SIDE on its long side, without any text or
     metadata."""
     return _png(render_instance(stream, max_side=PREVIEW_SIDE, enlarge=True))
+
+
+def photo_preview_png(stream: BinaryIO, *, max_side: int = PREVIEW_SIDE) -> bytes:
+    """PNG of a photo (JPEG, PNG, HEIC/HEIF, TIFF, WEBP, GIF, BMP) the way it was taken (EXIF
+    orientation applied), fitted within max_side, without EXIF or any text: a phone's
+    photo carries the place it was taken."""
+    try:
+        with Image.open(stream) as opened:
+            if opened.width * opened.height > MAX_FRAME_PIXELS:
+                raise PreviewUnavailable(PreviewProblem.TOO_LARGE)
+            opened.seek(0)  # the first frame of an animation or a multi-page TIFF
+            picture = ImageOps.exif_transpose(opened).convert("RGB")
+    except UnidentifiedImageError as error:
+        raise PreviewUnavailable(PreviewProblem.NO_DECODER) from error
+    except PreviewUnavailable:
+        raise
+    except Exception as error:  # whatever a damaged file makes the decoders raise
+        raise PreviewUnavailable(PreviewProblem.BAD_DATA) from error
+    picture.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    return _png(picture)
 
 
 def contact_sheet_png(

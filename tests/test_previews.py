@@ -14,11 +14,13 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
+from records.classify import FileKind, sniff
 from records.previews import (
     PREVIEW_SIDE,
     PreviewProblem,
     PreviewUnavailable,
     contact_sheet_png,
+    photo_preview_png,
     render_instance,
     representative_index,
     series_preview_png,
@@ -272,3 +274,30 @@ def test_the_representative_slice_is_the_middle_one_by_instance_number() -> None
 def test_the_default_slice_has_the_documented_anatomy() -> None:
     hu = ct_slice_hu(64, 64)
     assert hu[bright_square(64, 64)].min() == 1000 and hu[air_corner(64, 64)].max() == -1000
+
+
+# --- photos ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("image_format", ["HEIF", "JPEG", "TIFF", "WEBP", "PNG"])
+def test_a_phone_photo_is_previewed_upright_and_without_its_exif(image_format: str) -> None:
+    # A photo taken with the phone turned: stored 80 x 40, EXIF says rotate to 40 x 80.
+    photo = Image.new("RGB", (80, 40), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 clockwise
+    exif[0x010F] = "Apple"
+    out = io.BytesIO()
+    photo.save(out, format=image_format, exif=exif.tobytes())
+    data = out.getvalue()
+    assert sniff(data, "IMG_0001") is FileKind.IMAGE
+    png = photo_preview_png(io.BytesIO(data))
+    preview = Image.open(io.BytesIO(png))
+    assert preview.format == "PNG" and preview.size == (40, 80)
+    assert b"Apple" not in png and b"eXIf" not in png
+    red, green, _ = preview.convert("RGB").getpixel((20, 40))  # type: ignore[misc]
+    assert red > 150 and green < 80
+
+
+def test_something_that_is_no_picture_has_no_photo_preview() -> None:
+    with pytest.raises(PreviewUnavailable):
+        photo_preview_png(io.BytesIO(b"not a picture at all"))
