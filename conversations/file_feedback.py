@@ -146,9 +146,9 @@ FILE_PROBLEMS = {
 
 FLAGS = {
     "stale": N_(
-        "The {scan} from {date} is about {months} months old. For this kind of case "
-        "specialists usually want scans from the last {limit} months, so they may ask for a "
-        "newer one. If you have a more recent scan, please send it too."
+        "The {scan} from {date} is {age} old. For this kind of case specialists usually want "
+        "scans from the last {limit}, so they may ask for a newer one. If you have a more "
+        "recent scan, please send it too."
     ),
     "patient_mismatch": N_(
         "The name or birth date stored inside the {scan} from {date} doesn't match the "
@@ -158,17 +158,34 @@ FLAGS = {
         "These scans seem to belong to more than one person. Please check that they are all "
         "the patient's own."
     ),
-    "missing_instances": N_(
-        "Part of the {scan} from {date} seems to be missing (about {count} images). If you have "
-        "the complete disc or folder, please send all of it."
-    ),
-    "missing_from_disc": N_(
-        "The disc's index lists {count} files that did not arrive. If you have the whole disc "
-        "or folder, please send all of it."
-    ),
     "nothing_usable": N_(
         "I couldn't find any images in these scan files. Specialists need the image files "
         "themselves; the hospital's imaging department can copy them for you."
+    ),
+}
+
+
+# Flags whose text depends on a count: (singular, plural) for ngettext.
+COUNTED_FLAGS = {
+    "missing_instances": (
+        N_(
+            "Part of the {scan} from {date} seems to be missing (about {count} image). If you "
+            "have the complete disc or folder, please send all of it."
+        ),
+        N_(
+            "Part of the {scan} from {date} seems to be missing (about {count} images). If you "
+            "have the complete disc or folder, please send all of it."
+        ),
+    ),
+    "missing_from_disc": (
+        N_(
+            "The disc's index lists {count} file that did not arrive. If you have the whole "
+            "disc or folder, please send all of it."
+        ),
+        N_(
+            "The disc's index lists {count} files that did not arrive. If you have the whole "
+            "disc or folder, please send all of it."
+        ),
     ),
 }
 
@@ -225,7 +242,14 @@ def files_checked(state: ConversationState, report: FilesReport, t: Translator) 
             "\n".join([t("Scans I found:"), *(_study_line(study, t) for study in report.studies)])
         )
     studies = {study.key: study for study in report.studies}
-    notes += [_flag_text(flag, studies.get(flag.study_key), t) for flag in report.flags]
+    stale = [flag for flag in report.flags if flag.code == "stale"]
+    if len(stale) > 1:  # one paragraph for all the old studies, not one each
+        notes.append(_stale_together(stale, studies, t))
+    notes += [
+        _flag_text(flag, studies.get(flag.study_key), t)
+        for flag in report.flags
+        if flag.code != "stale" or len(stale) == 1
+    ]
     notes += [_no_preview_text(study, t) for study in report.studies if _no_preview(study)]
     notes += problems
     if photos_as_imaging:
@@ -302,12 +326,9 @@ def _file_line(check: FileCheck, t: Translator) -> str:
 def _summary_line(checks: list[FileCheck], t: Translator) -> str:
     kept = [check for check in checks if check.kept]
     scans = sum(c.dicom_files or (1 if c.kind == "dicom" else 0) for c in kept)
-    return "• " + t.plural(
-        "{count} file, of which {scans} scan images",
-        "{count} files, of which {scans} scan images",
-        len(kept),
-        scans=scans,
-    )
+    files = t.plural("{count} file", "{count} files", len(kept))
+    images = t.plural("{count} scan image", "{count} scan images", scans)
+    return "• " + t("{files}, of which {images}", files=files, images=images)
 
 
 def scan_name(study: StudyLine | None, t: Translator) -> str:
@@ -341,16 +362,64 @@ def _study_line(study: StudyLine, t: Translator) -> str:
 
 
 def _flag_text(flag: FlagLine, study: StudyLine | None, t: Translator) -> str:
-    text = FLAGS.get(flag.code, FLAGS["nothing_usable"])
     when = t.date(study.study_date) if study and study.study_date else t("an unknown date")
-    return t(
-        text,
-        scan=scan_name(study, t),
-        date=when,
-        months=round((flag.age_days or 0) / 30),
-        limit=round((flag.stale_after_days or 0) / 30),
-        count=flag.missing or 0,
+    values = {"scan": scan_name(study, t), "date": when}
+    if flag.code in COUNTED_FLAGS:
+        singular, plural = COUNTED_FLAGS[flag.code]
+        return t.plural(singular, plural, flag.missing or 0, **values)
+    if flag.code == "stale":
+        age, limit = _age(flag.age_days or 0, t), _span(flag.stale_after_days or 0, t)
+        return t(FLAGS["stale"], age=age, limit=limit, **values)
+    return t(FLAGS.get(flag.code, FLAGS["nothing_usable"]), **values)
+
+
+def _stale_together(flags: list[FlagLine], studies: dict[str, StudyLine], t: Translator) -> str:
+    lines = []
+    for flag in flags:
+        study = studies.get(flag.study_key)
+        when = t.date(study.study_date) if study and study.study_date else t("an unknown date")
+        lines.append(
+            "• "
+            + t(
+                "{scan} from {date}, {age} old",
+                scan=scan_name(study, t),
+                date=when,
+                age=_age(flag.age_days or 0, t),
+            )
+        )
+    return "\n".join(
+        [
+            t(
+                "Some of these scans are older than specialists usually want for this kind of "
+                "case (scans from the last {limit}):",
+                limit=_span(flags[0].stale_after_days or 0, t),
+            ),
+            *lines,
+            t("They may ask for newer ones. If you have more recent scans, please send them too."),
+        ]
     )
+
+
+# Up to this many months an age is told in months, beyond it in years.
+AGE_IN_MONTHS_UP_TO = 24
+_DAYS_PER_MONTH = 365.25 / 12
+
+
+def _age(days: int, t: Translator) -> str:
+    """ "about 7 months", "about 23 years"."""
+    months = round(days / _DAYS_PER_MONTH)
+    if months <= AGE_IN_MONTHS_UP_TO:
+        return t.plural("about {count} month", "about {count} months", months)
+    years = round(days / 365.25)
+    return t.plural("about {count} year", "about {count} years", years)
+
+
+def _span(days: int, t: Translator) -> str:
+    """ "3 months", "2 years": how far back scans are wanted."""
+    months = round(days / _DAYS_PER_MONTH)
+    if months <= AGE_IN_MONTHS_UP_TO or months % 12:
+        return t.plural("{count} month", "{count} months", months)
+    return t.plural("{count} year", "{count} years", months // 12)
 
 
 NO_PREVIEW = {

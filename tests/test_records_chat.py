@@ -19,9 +19,12 @@ from records.checklist import ITEMS
 from storage.models import Document
 from tests.conftest import Chat, make_chat
 from tests.dicom_factory import (
+    DEFAULT_STUDY_DATE,
     corpus,
+    uid,
     write_deep_sequence,
     write_dicomdir,
+    write_report,
     write_series,
     write_truncated,
     zip_files,
@@ -420,3 +423,65 @@ def test_a_pdf_with_javascript_is_kept_and_flagged_for_the_coordinator(
     assert "report.pdf: a document (PDF)" in reply
     assert "couldn't" not in reply and "password" not in reply  # nothing for the patient to do
     assert [d.problem for d in documents(app)] == ["pdf_javascript"]
+
+
+def test_a_folder_path_typed_at_the_console_sends_every_file_under_it(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    disc = tmp_path / "CD"
+    write_series(disc / "DICOM" / "S1", count=4, study_date=TODAY - timedelta(days=10))
+    (disc / "README.TXT").write_text("Hospital disc\n")
+    (disc / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    reply = chat.say(f'"{disc}"')  # dragged into the terminal, quoted
+    assert "CT scan of the chest" in reply and "1 series, 4 images" in reply
+    sent = [d for d in documents(app) if d.kind not in ("preview", "contact_sheet")]
+    assert sorted(d.path for d in sent) == [
+        "CD/DICOM/S1/IM00001",
+        "CD/DICOM/S1/IM00002",
+        "CD/DICOM/S1/IM00003",
+        "CD/DICOM/S1/IM00004",
+        "CD/README.TXT",
+    ]
+
+
+def test_counts_of_one_are_told_in_the_singular(chat: Chat, tmp_path: Path) -> None:
+    to_imaging(chat)
+    archive = ct_zip(tmp_path, count=1)
+    reply = chat.say(str(archive))
+    assert "ct.zip: 1 file inside" in reply
+    assert "1 series, 1 image" in reply and "1 images" not in reply
+
+
+def test_old_scans_are_told_in_years_in_one_paragraph(chat: Chat, tmp_path: Path) -> None:
+    to_imaging(chat)
+    folder = tmp_path / "cd"
+    files = []
+    for n, years in enumerate((23, 5, 3)):
+        files += write_series(
+            folder / f"S{n}",
+            count=2,
+            seed=f"old{n}",
+            study_date=TODAY - timedelta(days=round(years * 365.25)),
+        )
+    reply = chat.say(str(zip_files(tmp_path / "old.zip", files, root=folder)))
+    assert reply.count("Some of these scans are older than specialists usually want") == 1
+    assert "(scans from the last 3 months)" in reply
+    assert "about 23 years old" in reply and "about 5 years old" in reply
+    assert "months old" not in reply
+    assert reply.count("If you have more recent scans") == 1
+
+
+def test_a_report_among_the_scans_is_not_counted_as_an_image(chat: Chat, tmp_path: Path) -> None:
+    to_imaging(chat)
+    folder = tmp_path / "cd"
+    scans = write_series(folder / "CT", count=3, seed="withsr", study_date=DEFAULT_STUDY_DATE)
+    (folder / "SR").mkdir()
+    report = write_report(
+        folder / "SR" / "SR00001",
+        study_uid=uid("withsr:study"),
+        series_uid=uid("withsr:sr"),
+        sop_uid=uid("withsr:sr:1"),
+    )
+    reply = chat.say(str(zip_files(tmp_path / "cd.zip", [*scans, report], root=folder)))
+    assert "2 series, 3 images" in reply
