@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pillow_heif
 import pytest
 from PIL import Image
 from sqlmodel import Session, select
@@ -485,3 +486,14 @@ def test_a_report_among_the_scans_is_not_counted_as_an_image(chat: Chat, tmp_pat
     )
     reply = chat.say(str(zip_files(tmp_path / "cd.zip", [*scans, report], root=folder)))
     assert "2 series, 3 images" in reply
+
+
+def test_an_iphone_photo_is_taken_as_a_photo(chat: Chat, app: App, tmp_path: Path) -> None:
+    pillow_heif.register_heif_opener()
+    to_imaging(chat)
+    path = tmp_path / "IMG_0042.HEIC"
+    Image.new("RGB", (120, 80), (180, 180, 180)).save(path, format="HEIF")
+    reply = chat.say(str(path))
+    assert "IMG_0042.HEIC: a photo or picture" in reply
+    assert "Photos of films or screens help" in reply
+    assert [d.kind for d in documents(app)] == ["image"]
