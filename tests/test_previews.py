@@ -12,7 +12,13 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
-from pydicom.uid import MPEG2MPML, ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    MPEG2MPML,
+    ExplicitVRBigEndian,
+    HTJ2KLossless,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+)
 
 from records.classify import FileKind, sniff
 from records.previews import (
@@ -301,3 +307,14 @@ def test_a_phone_photo_is_previewed_upright_and_without_its_exif(image_format: s
 def test_something_that_is_no_picture_has_no_photo_preview() -> None:
     with pytest.raises(PreviewUnavailable):
         photo_preview_png(io.BytesIO(b"not a picture at all"))
+
+
+def test_a_scan_in_the_htj2k_syntax_is_previewed(tmp_path: Path) -> None:
+    # No HTJ2K encoder is installed; an HTJ2K decoder also reads part-1 JPEG 2000
+    # codestreams, which is what this file carries under the HTJ2K transfer syntax.
+    dataset = pydicom.dcmread(slice_file(tmp_path / "ct"))
+    dataset.compress(JPEG2000Lossless)
+    dataset.file_meta.TransferSyntaxUID = HTJ2KLossless
+    dataset.save_as(tmp_path / "htj2k.dcm", enforce_file_format=True)
+    picture = render(tmp_path / "htj2k.dcm")
+    assert picture[bright_square(64, 64)].min() == 255
