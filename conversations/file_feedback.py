@@ -134,6 +134,10 @@ FILE_PROBLEMS = {
         "{name} is a scan file I couldn't read. I kept it for a coordinator; if you can, ask "
         "the hospital for a new copy."
     ),
+    "locked_pdf": N_(
+        "{name} is protected by a password, so I can't open it. Please send a copy without "
+        "the password; the hospital, or the app you downloaded it from, can usually save one."
+    ),
     "unreadable_dicom": N_(
         "{name} is a scan file I couldn't read. I kept it for a coordinator; if you can, ask "
         "the hospital for a new copy."
@@ -142,9 +146,9 @@ FILE_PROBLEMS = {
 
 FLAGS = {
     "stale": N_(
-        "The {scan} from {date} is about {months} months old. For this kind of case "
-        "specialists usually want scans from the last {limit} months, so they may ask for a "
-        "newer one. If you have a more recent scan, please send it too."
+        "The {scan} from {date} is {age} old. For this kind of case specialists usually want "
+        "scans from the last {limit}, so they may ask for a newer one. If you have a more "
+        "recent scan, please send it too."
     ),
     "patient_mismatch": N_(
         "The name or birth date stored inside the {scan} from {date} doesn't match the "
@@ -153,14 +157,6 @@ FLAGS = {
     "mixed_patients": N_(
         "These scans seem to belong to more than one person. Please check that they are all "
         "the patient's own."
-    ),
-    "missing_instances": N_(
-        "Part of the {scan} from {date} seems to be missing (about {count} images). If you have "
-        "the complete disc or folder, please send all of it."
-    ),
-    "missing_from_disc": N_(
-        "The disc's index lists {count} files that did not arrive. If you have the whole disc "
-        "or folder, please send all of it."
     ),
     "nothing_usable": N_(
         "I couldn't find any images in these scan files. Specialists need the image files "
@@ -203,8 +199,9 @@ def files_checked(state: ConversationState, report: FilesReport, t: Translator) 
             continue
         file.status = "stored"
         file.kind = check.kind
-        if check.problem:
+        if check.problem and check.problem not in COORDINATOR_ONLY:
             problems.append(_problem_text(check, t))
+        problems += _inside_archive(check, t)
         placed = _item_of(state, file.file_id)
         if placed is None:
             _place_unsorted(state, file, check)
@@ -220,7 +217,15 @@ def files_checked(state: ConversationState, report: FilesReport, t: Translator) 
             "\n".join([t("Scans I found:"), *(_study_line(study, t) for study in report.studies)])
         )
     studies = {study.key: study for study in report.studies}
-    notes += [_flag_text(flag, studies.get(flag.study_key), t) for flag in report.flags]
+    stale = [flag for flag in report.flags if flag.code == "stale"]
+    if len(stale) > 1:  # one paragraph for all the old studies, not one each
+        notes.append(_stale_together(stale, studies, t))
+    notes += [
+        _flag_text(flag, studies.get(flag.study_key), t)
+        for flag in report.flags
+        if flag.code != "stale" or len(stale) == 1
+    ]
+    notes += [_no_preview_text(study, t) for study in report.studies if _no_preview(study)]
     notes += problems
     if photos_as_imaging:
         notes.append(photo_advice(t))
@@ -241,6 +246,15 @@ def _tell_coordinators(state: ConversationState, report: FilesReport) -> list[Ef
         reference=submitted.reference,
         count=len(kept),
     )
+    scripted = sum(1 for check in kept if check.problem == "pdf_javascript")
+    if scripted:
+        text += "\n" + bilingual(
+            N_(
+                "Among them, PDFs with JavaScript inside: {count}. They are kept and flagged; "
+                "open them with scripts turned off."
+            ),
+            count=scripted,
+        )
     notice = CoordinatorNotice(case_id=submitted.case_id, case_ref=submitted.reference, text=text)
     return [NotifyCoordinators(notice=notice)]
 
@@ -287,12 +301,9 @@ def _file_line(check: FileCheck, t: Translator) -> str:
 def _summary_line(checks: list[FileCheck], t: Translator) -> str:
     kept = [check for check in checks if check.kept]
     scans = sum(c.dicom_files or (1 if c.kind == "dicom" else 0) for c in kept)
-    return "• " + t.plural(
-        "{count} file, of which {scans} scan images",
-        "{count} files, of which {scans} scan images",
-        len(kept),
-        scans=scans,
-    )
+    files = t.plural("{count} file", "{count} files", len(kept))
+    images = t.plural("{count} scan image", "{count} scan images", scans)
+    return "• " + t("{files}, of which {images}", files=files, images=images)
 
 
 def scan_name(study: StudyLine | None, t: Translator) -> str:
@@ -326,16 +337,104 @@ def _study_line(study: StudyLine, t: Translator) -> str:
 
 
 def _flag_text(flag: FlagLine, study: StudyLine | None, t: Translator) -> str:
-    text = FLAGS.get(flag.code, FLAGS["nothing_usable"])
     when = t.date(study.study_date) if study and study.study_date else t("an unknown date")
-    return t(
-        text,
-        scan=scan_name(study, t),
-        date=when,
-        months=round((flag.age_days or 0) / 30),
-        limit=round((flag.stale_after_days or 0) / 30),
-        count=flag.missing or 0,
+    values = {"scan": scan_name(study, t), "date": when}
+    count = flag.missing or 0
+    # Literal plural calls, so the extractor sees each pair as one plural message.
+    if flag.code == "missing_instances":
+        return t.plural(
+            "Part of the {scan} from {date} seems to be missing (about {count} image). If you "
+            "have the complete disc or folder, please send all of it.",
+            "Part of the {scan} from {date} seems to be missing (about {count} images). If you "
+            "have the complete disc or folder, please send all of it.",
+            count,
+            **values,
+        )
+    if flag.code == "missing_from_disc":
+        return t.plural(
+            "The disc's index lists {count} file that did not arrive. If you have the whole "
+            "disc or folder, please send all of it.",
+            "The disc's index lists {count} files that did not arrive. If you have the whole "
+            "disc or folder, please send all of it.",
+            count,
+            **values,
+        )
+    if flag.code == "stale":
+        age, limit = _age(flag.age_days or 0, t), _span(flag.stale_after_days or 0, t)
+        return t(FLAGS["stale"], age=age, limit=limit, **values)
+    return t(FLAGS.get(flag.code, FLAGS["nothing_usable"]), **values)
+
+
+def _stale_together(flags: list[FlagLine], studies: dict[str, StudyLine], t: Translator) -> str:
+    lines = []
+    for flag in flags:
+        study = studies.get(flag.study_key)
+        when = t.date(study.study_date) if study and study.study_date else t("an unknown date")
+        lines.append(
+            "• "
+            + t(
+                "{scan} from {date}, {age} old",
+                scan=scan_name(study, t),
+                date=when,
+                age=_age(flag.age_days or 0, t),
+            )
+        )
+    return "\n".join(
+        [
+            t(
+                "Some of these scans are older than specialists usually want for this kind of "
+                "case (scans from the last {limit}):",
+                limit=_span(flags[0].stale_after_days or 0, t),
+            ),
+            *lines,
+            t("They may ask for newer ones. If you have more recent scans, please send them too."),
+        ]
     )
+
+
+# Up to this many months an age is told in months, beyond it in years.
+AGE_IN_MONTHS_UP_TO = 24
+_DAYS_PER_MONTH = 365.25 / 12
+
+
+def _age(days: int, t: Translator) -> str:
+    """ "about 7 months", "about 23 years"."""
+    months = round(days / _DAYS_PER_MONTH)
+    if months <= AGE_IN_MONTHS_UP_TO:
+        return t.plural("about {count} month", "about {count} months", months)
+    years = round(days / 365.25)
+    return t.plural("about {count} year", "about {count} years", years)
+
+
+def _span(days: int, t: Translator) -> str:
+    """ "3 months", "2 years": how far back scans are wanted."""
+    months = round(days / _DAYS_PER_MONTH)
+    if months <= AGE_IN_MONTHS_UP_TO or months % 12:
+        return t.plural("{count} month", "{count} months", months)
+    return t.plural("{count} year", "{count} years", months // 12)
+
+
+NO_PREVIEW = {
+    "no_decoder": N_(
+        "I couldn't show you a picture of the {scan} from {date}: it is saved in a compressed "
+        "format I can't open. The files are safely kept, and the specialists' own viewers can "
+        "open them."
+    ),
+    "bad_data": N_(
+        "I couldn't show you a picture of the {scan} from {date}: its image data may be "
+        "damaged. The files are kept for a coordinator to look at; if you can, ask the "
+        "hospital for a new copy."
+    ),
+}
+
+
+def _no_preview(study: StudyLine) -> bool:
+    return not study.preview and study.preview_problem in NO_PREVIEW
+
+
+def _no_preview_text(study: StudyLine, t: Translator) -> str:
+    when = t.date(study.study_date) if study.study_date else t("an unknown date")
+    return t(NO_PREVIEW[study.preview_problem], scan=scan_name(study, t), date=when)
 
 
 def _problem_text(check: FileCheck, t: Translator) -> str:
@@ -347,6 +446,54 @@ def _problem_text(check: FileCheck, t: Translator) -> str:
         key = "unreadable_dicom" if key == "unreadable" else "executable"
     text = FILE_PROBLEMS.get(key, FILE_PROBLEMS["unreadable"])
     return t(text, name=name, earlier=check.duplicate_of or name)
+
+
+# Problems for the coordinator's eyes only: the file is kept and flagged, the patient has
+# nothing to do about it.
+COORDINATOR_ONLY = frozenset({"pdf_javascript"})
+
+# Members with a problem told one by one; past this many, the rest in one line.
+MEMBER_PROBLEMS_TOLD = 3
+
+
+def _inside_archive(check: FileCheck, t: Translator) -> list[str]:
+    """What was left out of an archive, and its members' problems, as for loose files."""
+    name = check.name or t("a file")
+    notes: list[str] = []
+    if check.programs_left_out:
+        notes.append(
+            t.plural(
+                "{name} had {count} program inside (such as a disc viewer). Programs have no "
+                "place in medical records, so I left it out and kept everything else.",
+                "{name} had {count} programs inside (such as a disc viewer). Programs have no "
+                "place in medical records, so I left them out and kept everything else.",
+                check.programs_left_out,
+                name=name,
+            )
+        )
+    told = [m for m in check.member_problems if m.problem not in COORDINATOR_ONLY]
+    for member in told[:MEMBER_PROBLEMS_TOLD]:
+        inner = member.path.rsplit("/", 1)[-1] or member.path
+        shown = FileCheck(
+            file_id="",
+            name=t("{file} (in {archive})", file=inner, archive=name),
+            kind=member.kind,
+            problem=member.problem,
+        )
+        notes.append(_problem_text(shown, t))
+    more = len(told) - MEMBER_PROBLEMS_TOLD
+    if more > 0:
+        notes.append(
+            t.plural(
+                "{count} more file in {name} has a problem like these. I kept it for a "
+                "coordinator to look at.",
+                "{count} more files in {name} have problems like these. I kept them for a "
+                "coordinator to look at.",
+                more,
+                name=name,
+            )
+        )
+    return notes
 
 
 def photo_advice(t: Translator) -> str:

@@ -76,6 +76,60 @@ def sniff_stream(stream: BinaryIO, name: str = "") -> FileKind:
     return sniff(b"".join(chunks), name)
 
 
+# Programs by name: a disc's viewer (VIEWER.EXE and its DLLs), autorun files, installers,
+# scripts and macOS app bundles. Inside an archive these are left out, whatever the bytes.
+PROGRAM_SUFFIXES = frozenset(
+    [
+        ".exe",
+        ".dll",
+        ".bat",
+        ".cmd",
+        ".com",
+        ".msi",
+        ".msp",
+        ".scr",
+        ".pif",
+        ".cpl",
+        ".sys",
+        ".ocx",
+        ".lnk",
+        ".hta",
+        ".vbs",
+        ".vbe",
+        ".js",
+        ".jse",
+        ".wsf",
+        ".wsh",
+        ".ps1",
+        ".psm1",
+        ".sh",
+        ".bash",
+        ".command",
+        ".jar",
+        ".apk",
+        ".dmg",
+        ".pkg",
+        ".deb",
+        ".rpm",
+        ".elf",
+        ".so",
+        ".dylib",
+    ]
+)
+PROGRAM_NAMES = frozenset({"autorun.inf", "desktop.ini"})
+
+
+def is_program_name(path: str) -> bool:
+    """Whether a member's path names a program or autorun file (or lies inside a .app)."""
+    parts = [part.lower() for part in re.split(r"[/\\]", path) if part]
+    if not parts:
+        return False
+    base = parts[-1]
+    if base in PROGRAM_NAMES or any(part.endswith(".app") for part in parts[:-1]):
+        return True
+    return "." in base and base[base.rindex(".") :] in PROGRAM_SUFFIXES
+
+
 def compression_of(head: bytes) -> str | None:
     """The compression ("gzip", "bz2" or "xz") of the stream that `head` starts, if any."""
     if head[:2] == b"\x1f\x8b":
@@ -116,7 +170,8 @@ _VRS = frozenset(
 )
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_ITEM_TAGS = (b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0")  # item, sequence delimiter
+# Item and sequence delimiter, little then big endian.
+_ITEM_TAGS = (b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0", b"\xff\xfe\xe0\x00", b"\xff\xfe\xe0\xdd")
 _MAX_IMPLICIT_LENGTH = 1 << 30
 
 
@@ -126,10 +181,15 @@ def _walk_dicom(head: bytes, *, hinted: bool) -> _Walk | None:
     Random bytes pass one element check now and then, so several consecutive well-formed
     elements with ascending tags are required (one fewer when the name says DICOM).
     """
+    needed = 2 if hinted else 3
     group = int.from_bytes(head[:2], "little")
     if group not in (0x0002, 0x0008):
+        # Explicit VR Big Endian without file meta (old ACR-NEMA-era writers): group 0008
+        # written high byte first.
+        if int.from_bytes(head[:2], "big") == 0x0008:
+            big = _walk_explicit(head, 0, order=">")
+            return big if big.elements >= needed else None
         return None
-    needed = 2 if hinted else 3
     explicit = _walk_explicit(head, 0)
     if explicit.elements >= needed:
         return explicit
@@ -138,31 +198,34 @@ def _walk_dicom(head: bytes, *, hinted: bool) -> _Walk | None:
     return None
 
 
-def _walk_explicit(head: bytes, offset: int) -> _Walk:
+def _walk_explicit(head: bytes, offset: int, order: str = "<") -> _Walk:
     count, sop_class = 0, None
-    for tag, value in _explicit_elements(head, offset):
+    for tag, value in _explicit_elements(head, offset, order):
         count += 1
         if tag == (0x0002, 0x0002) and value is not None:
             sop_class = value.rstrip(b"\x00 ").decode("ascii", "replace")
     return _Walk(elements=count, sop_class=sop_class)
 
 
-def _explicit_elements(head: bytes, offset: int) -> Iterator[tuple[tuple[int, int], bytes | None]]:
-    """(tag, value) of well-formed explicit-VR little-endian elements; value is None when it
-    runs past `head` or has undefined length, which also ends the walk."""
+def _explicit_elements(
+    head: bytes, offset: int, order: str = "<"
+) -> Iterator[tuple[tuple[int, int], bytes | None]]:
+    """(tag, value) of well-formed explicit-VR elements in byte `order` ("<" little, ">"
+    big endian); value is None when it runs past `head` or has undefined length, which also
+    ends the walk."""
     previous = (-1, -1)
     while offset + 8 <= len(head):
-        group, element = struct.unpack_from("<HH", head, offset)
+        group, element = struct.unpack_from(f"{order}HH", head, offset)
         vr = head[offset + 4 : offset + 6]
         if vr not in _VRS or (group, element) <= previous:
             return
         if vr in _LONG_VRS:
             if head[offset + 6 : offset + 8] != b"\x00\x00" or offset + 12 > len(head):
                 return
-            (length,) = struct.unpack_from("<I", head, offset + 8)
+            (length,) = struct.unpack_from(f"{order}I", head, offset + 8)
             start = offset + 12
         else:
-            (length,) = struct.unpack_from("<H", head, offset + 6)
+            (length,) = struct.unpack_from(f"{order}H", head, offset + 6)
             start = offset + 8
         if length == _UNDEFINED_LENGTH:
             if head[start : start + 4] in _ITEM_TAGS:

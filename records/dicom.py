@@ -13,8 +13,8 @@ layer, and nothing here logs file names or header values.
 from __future__ import annotations
 
 import io
+import math
 import os
-import re
 import stat
 import struct
 import unicodedata
@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from itertools import combinations, permutations
+from itertools import combinations, pairwise, permutations
 from typing import BinaryIO, NamedTuple, cast
 
 from pydicom import dcmread
@@ -59,6 +59,8 @@ BODY_PART = 0x00180015
 STUDY_UID = 0x0020000D
 SERIES_UID = 0x0020000E
 INSTANCE_NUMBER = 0x00200013
+IMAGE_POSITION = 0x00200032
+IMAGE_ORIENTATION = 0x00200037
 IMAGES_IN_ACQUISITION = 0x00201002
 NUMBER_OF_FRAMES = 0x00280008
 ROWS = 0x00280010
@@ -83,6 +85,8 @@ _TAGS = [
     STUDY_UID,
     SERIES_UID,
     INSTANCE_NUMBER,
+    IMAGE_POSITION,
+    IMAGE_ORIENTATION,
     IMAGES_IN_ACQUISITION,
     NUMBER_OF_FRAMES,
     ROWS,
@@ -119,7 +123,9 @@ _KNOWN_VRS = frozenset(
     b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
     b"UN UR US UT UV".split()
 )
-_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+# UIDs are read as written: anonymisers write hex, letters or more than 64 characters, and
+# pydicom and dcm2niix read such files all the same. Only absurd lengths are refused.
+_MAX_UID_CHARS = 256
 
 
 class DicomProblem(StrEnum):
@@ -156,6 +162,10 @@ class DicomInstance:
     columns: int | None
     frames: int
     is_image: bool  # pixel data present and not a report/presentation state/key object
+    # ImagePositionPatient (x, y, z in mm) and ImageOrientationPatient (row, column cosines):
+    # where a slice lies, to tell a gap in a stack from a numbering that skips.
+    position: tuple[float, ...] | None = None
+    orientation: tuple[float, ...] | None = None
 
 
 # --- one instance -----------------------------------------------------------------------------
@@ -197,7 +207,7 @@ def _read_instance(stream: BinaryIO) -> DicomInstance:
     size = len(head) if whole else _stream_size(stream)
     if size is not None and (header.parsed_to > size or (header.pixels_end or 0) > size):
         raise DicomUnreadable(DicomProblem.TRUNCATED)
-    return _instance(header.dataset, header.transfer_syntax, header.at_pixels)
+    return _instance(header.dataset, header.transfer_syntax, header.at_pixels, has_preamble)
 
 
 class _PrefixTooShort(Exception):
@@ -398,13 +408,18 @@ def _encoding(declared: str, stream: BinaryIO) -> tuple[bool, bool] | None:
     return True, True
 
 
-def _instance(dataset: Dataset, transfer_syntax: str, at_pixels: bool) -> DicomInstance:
+def _instance(
+    dataset: Dataset, transfer_syntax: str, at_pixels: bool, has_preamble: bool
+) -> DicomInstance:
     values = _Values(dataset)
     sop_uid = values.uid(SOP_INSTANCE_UID)
     study_uid = values.uid(STUDY_UID)
     series_uid = values.uid(SERIES_UID)
-    # pydicom parses whatever it is given: without these UIDs it was not DICOM to begin with.
-    if not sop_uid and not (study_uid and series_uid):
+    # pydicom parses whatever it is given: without these UIDs it was not DICOM to begin with,
+    # unless it starts with "DICM" and its headers read: then it is a scan whatever its UIDs
+    # look like (an anonymiser may have blanked or mangled them).
+    readable = has_preamble and any(values.raw(tag) for tag in _TAGS)
+    if not sop_uid and not (study_uid and series_uid) and not readable:
         raise DicomUnreadable(DicomProblem.NOT_DICOM)
     modality = values.text(MODALITY).upper()
     rows, columns = values.us(ROWS), values.us(COLUMNS)
@@ -433,6 +448,8 @@ def _instance(dataset: Dataset, transfer_syntax: str, at_pixels: bool) -> DicomI
         columns=columns,
         frames=max(1, values.integer(NUMBER_OF_FRAMES) or 1),
         is_image=pictured,
+        position=values.numbers(IMAGE_POSITION, 3),
+        orientation=values.numbers(IMAGE_ORIENTATION, 6),
     )
 
 
@@ -538,7 +555,20 @@ class _Values:
         if not value:
             return ""
         text = value.split(b"\\", 1)[0].strip(b" \x00").decode("ascii", "replace")
-        return text if len(text) <= 64 and _UID.fullmatch(text) else ""
+        return text if len(text) <= _MAX_UID_CHARS and text.isprintable() else ""
+
+    def numbers(self, tag: int, count: int) -> tuple[float, ...] | None:
+        """A DS value of exactly `count` finite numbers, or None."""
+        value = self.raw(tag)
+        if not value:
+            return None
+        try:
+            parsed = tuple(float(part.strip(b" \x00")) for part in value.split(b"\\"))
+        except ValueError:
+            return None
+        if len(parsed) != count or not all(math.isfinite(number) for number in parsed):
+            return None
+        return parsed
 
     def integer(self, tag: int) -> int | None:
         value = self.raw(tag)
@@ -650,8 +680,10 @@ class SeriesSummary:
     description: str
     body_part: str
     instances: int
-    expected: int | None  # from ImagesInAcquisition, else the highest instance number
-    missing: int  # gaps in instance numbers 1..max, or expected - instances, >= 0
+    # From where the slices lie when every image says; else from the instance numbers used
+    # (from the smallest, in their step) and ImagesInAcquisition.
+    expected: int | None
+    missing: int  # >= 0
     images: int  # instances with viewable pixels
 
 
@@ -718,11 +750,21 @@ def _study(study_uid: str, by_series: dict[str, list[DicomInstance]]) -> StudySu
 
 
 def _series(series_uid: str, members: list[DicomInstance]) -> SeriesSummary:
-    numbers = {i.instance_number for i in members if i.instance_number and i.instance_number > 0}
     declared = [i.images_in_acquisition for i in members if i.images_in_acquisition]
-    expected = max(declared) if declared else max(numbers, default=None)
-    gaps = max(numbers) - len(numbers) if numbers else 0
-    shortfall = expected - len(members) if expected is not None else 0
+    stack = _stack_gaps([i for i in members if i.is_image])
+    expected: int | None
+    if stack is not None:
+        # Where the slices lie is the surest sign: a complete stack is never flagged, however
+        # its instances are numbered (Philips numbers 16..1280 over 680 files).
+        expected, missing = stack
+    else:
+        numbered = _numbering_gaps(
+            [i.instance_number for i in members if i.instance_number is not None]
+        )
+        expected, missing = numbered if numbered is not None else (None, 0)
+        if declared:
+            expected = max(declared)
+            missing = max(missing, expected - len(members))
     return SeriesSummary(
         series_uid=series_uid,
         modality=_first(i.modality for i in members),
@@ -730,9 +772,65 @@ def _series(series_uid: str, members: list[DicomInstance]) -> SeriesSummary:
         body_part=_first(i.body_part for i in members),
         instances=len(members),
         expected=expected,
-        missing=max(0, gaps, shortfall),
+        missing=max(0, missing),
         images=sum(i.is_image for i in members),
     )
+
+
+def _numbering_gaps(numbers: list[int]) -> tuple[int, int] | None:
+    """(expected, missing) from the instance numbers actually used: contiguous from the
+    smallest, in the step the series counts in (some scanners count in twos or tens)."""
+    used = sorted(set(numbers))
+    if not used:
+        return None
+    step = 0
+    for before, after in pairwise(used):
+        step = math.gcd(step, after - before)
+    expected = (used[-1] - used[0]) // step + 1 if step else 1
+    return expected, expected - len(used)
+
+
+# Positions closer than this (mm) are the same place: writers round differently.
+_SAME_PLACE_MM = 0.01
+# A step this much longer than the usual spacing leaves room for a slice.
+_GAP_RATIO = 1.5
+
+
+def _stack_gaps(images: list[DicomInstance]) -> tuple[int, int] | None:
+    """(expected, missing) from where the slices lie along the stack's normal, when every
+    image has a position and all share one orientation; None otherwise (a localizer, or a
+    writer that leaves them out). Each place should hold as many images as the fullest one
+    (echoes, phases), and the places should follow each other at the usual spacing."""
+    orientations = {i.orientation for i in images}
+    if len(images) < 3 or len(orientations) != 1 or any(i.position is None for i in images):
+        return None
+    (orientation,) = orientations
+    if orientation is None:
+        return None
+    row, column = orientation[:3], orientation[3:]
+    normal = (
+        row[1] * column[2] - row[2] * column[1],
+        row[2] * column[0] - row[0] * column[2],
+        row[0] * column[1] - row[1] * column[0],
+    )
+    if math.hypot(*normal) < 0.5:
+        return None  # not a real orientation
+    depth = Counter(
+        round(sum(p * n for p, n in zip(i.position or (), normal, strict=True)) / _SAME_PLACE_MM)
+        for i in images
+    )
+    places = sorted(depth)
+    if len(places) < 2:
+        return None
+    steps = [after - before for before, after in pairwise(places)]
+    spacing = sorted(steps)[len(steps) // 2]  # the median: the usual spacing
+    empty_places = sum(round(step / spacing) - 1 for step in steps if step > _GAP_RATIO * spacing)
+    # As many images at each place as at most places (echoes, phases); a place holding more
+    # (a slice taken again) is not a gap.
+    per_place = Counter(depth.values()).most_common(1)[0][0]
+    short_places = sum(per_place - count for count in depth.values() if count < per_place)
+    expected_places = len(places) + empty_places
+    return expected_places * per_place, empty_places * per_place + short_places
 
 
 def _first(values: Iterable[str]) -> str:

@@ -14,15 +14,19 @@ from enum import StrEnum
 from typing import Any, BinaryIO
 
 import numpy as np
+import pillow_heif
 from numpy.typing import NDArray
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.pixels.utils import pixel_array
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from records.dicom import DicomInstance, DicomUnreadable, read_deflated, read_instance
+
+# iPhone photos are HEIC: Pillow opens them once pillow-heif has registered its opener.
+pillow_heif.register_heif_opener()
 
 MAX_FRAME_PIXELS = 50_000_000  # about 7000 x 7000: larger than any radiograph
 DEFLATED_HEADER_ALLOWANCE = 16 * 1024 * 1024
@@ -41,10 +45,12 @@ class PreviewUnavailable(Exception):
         self.problem = problem
 
 
-def render_instance(stream: BinaryIO, *, max_side: int = 512) -> Image.Image:
+def render_instance(stream: BinaryIO, *, max_side: int = 512, enlarge: bool = False) -> Image.Image:
     """The middle frame of the instance in `stream`, as an 8-bit greyscale (or RGB) picture
-    that fits in max_side x max_side: Modality LUT (rescale) applied, then the file's window,
-    or the 1st-99th percentile range when it has none; MONOCHROME1 inverted."""
+    that fits in max_side x max_side (and, with `enlarge`, fills it: a 64 x 64 ultrasound
+    crop or a 10 x 50 test image is too small to see): Modality LUT (rescale) applied, then
+    the file's window, or the 1st-99th percentile range when it has none; MONOCHROME1
+    inverted."""
     try:
         header = read_instance(stream)
     except DicomUnreadable as error:
@@ -62,13 +68,21 @@ def render_instance(stream: BinaryIO, *, max_side: int = 512) -> Image.Image:
         raise PreviewUnavailable(PreviewProblem.NO_DECODER) from error
     except RuntimeError as error:
         # pydicom raises RuntimeError both when no plugin is installed and when all failed.
+        # A compressed frame that every decoder refused may be sound (JPEG variants differ
+        # in what each library takes): that is a decoder we lack, not damage we can tell.
         no_plugin = "no plugins" in str(error).lower() or "missing" in str(error).lower()
-        problem = PreviewProblem.NO_DECODER if no_plugin else PreviewProblem.BAD_DATA
+        compressed = UID(header.transfer_syntax).is_compressed
+        decoder = no_plugin or compressed
+        problem = PreviewProblem.NO_DECODER if decoder else PreviewProblem.BAD_DATA
         raise PreviewUnavailable(problem) from error
     except Exception as error:  # whatever a damaged file makes the decoders raise
         raise PreviewUnavailable(PreviewProblem.BAD_DATA) from error
     image = Image.fromarray(picture)
-    return image.resize(_display_size(image.size, attributes, max_side), Image.Resampling.BILINEAR)
+    size = _display_size(image.size, attributes, max_side, enlarge=enlarge)
+    # Enlarging: bicubic keeps edges sharp; shrinking: bilinear, as before.
+    larger = size[0] > image.width or size[1] > image.height
+    resample = Image.Resampling.BICUBIC if larger else Image.Resampling.BILINEAR
+    return image.resize(size, resample)
 
 
 def _middle_frame(
@@ -102,9 +116,34 @@ def representative_index(instance_numbers: Sequence[int | None]) -> int:
     return order[(len(order) - 1) // 2]
 
 
+# The long side of the picture a patient and a coordinator look at, however small the scan.
+PREVIEW_SIDE = 512
+
+
 def series_preview_png(stream: BinaryIO) -> bytes:
-    """PNG of one windowed slice, without any text or metadata."""
-    return _png(render_instance(stream))
+    """PNG of one windowed slice, PREVIEW_SIDE on its long side, without any text or
+    metadata."""
+    return _png(render_instance(stream, max_side=PREVIEW_SIDE, enlarge=True))
+
+
+def photo_preview_png(stream: BinaryIO, *, max_side: int = PREVIEW_SIDE) -> bytes:
+    """PNG of a photo (JPEG, PNG, HEIC/HEIF, TIFF, WEBP, GIF, BMP) the way it was taken (EXIF
+    orientation applied), fitted within max_side, without EXIF or any text: a phone's
+    photo carries the place it was taken."""
+    try:
+        with Image.open(stream) as opened:
+            if opened.width * opened.height > MAX_FRAME_PIXELS:
+                raise PreviewUnavailable(PreviewProblem.TOO_LARGE)
+            opened.seek(0)  # the first frame of an animation or a multi-page TIFF
+            picture = ImageOps.exif_transpose(opened).convert("RGB")
+    except UnidentifiedImageError as error:
+        raise PreviewUnavailable(PreviewProblem.NO_DECODER) from error
+    except PreviewUnavailable:
+        raise
+    except Exception as error:  # whatever a damaged file makes the decoders raise
+        raise PreviewUnavailable(PreviewProblem.BAD_DATA) from error
+    picture.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    return _png(picture)
 
 
 def contact_sheet_png(
@@ -120,7 +159,7 @@ def contact_sheet_png(
         if len(tiles) >= max_tiles:
             break
         try:
-            tiles.append(render_instance(stream, max_side=tile))
+            tiles.append(render_instance(stream, max_side=tile, enlarge=True))
         except PreviewUnavailable:
             continue
     if not tiles:
@@ -184,8 +223,11 @@ def _scale_colour(frame: NDArray[Any]) -> NDArray[np.uint8]:
     return np.round(np.clip(frame[..., :3] / peak, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _display_size(size: tuple[int, int], attributes: Dataset, max_side: int) -> tuple[int, int]:
-    """Fit within max_side, keeping the physical aspect ratio when pixels are not square."""
+def _display_size(
+    size: tuple[int, int], attributes: Dataset, max_side: int, *, enlarge: bool = False
+) -> tuple[int, int]:
+    """Fit within max_side (and, when `enlarge`, fill it), keeping the physical aspect ratio
+    when pixels are not square."""
     width, height = float(size[0]), float(size[1])
     spacing = attributes.get("PixelSpacing")  # row spacing (vertical), column spacing
     try:
@@ -195,7 +237,9 @@ def _display_size(size: tuple[int, int], attributes: Dataset, max_side: int) -> 
             width *= column_mm / min(row_mm, column_mm)
     except (TypeError, ValueError, IndexError):
         pass
-    scale = min(1.0, max_side / max(width, height))
+    scale = max_side / max(width, height)
+    if not enlarge:
+        scale = min(1.0, scale)
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 

@@ -8,6 +8,14 @@ from datetime import date
 from pydantic import BaseModel, Field
 
 
+class MemberProblem(BaseModel):
+    """A file inside an archive that was kept but has a problem, told as for a loose file."""
+
+    path: str  # inside the archive
+    kind: str = ""
+    problem: str = ""
+
+
 class FileCheck(BaseModel):
     """One file as the patient sent it (an archive counts as one, with what was inside)."""
 
@@ -26,6 +34,9 @@ class FileCheck(BaseModel):
     photos: int = 0
     documents: int = 0
     unreadable: int = 0
+    # Inside an archive: programs and autorun files left out, and members with a problem.
+    programs_left_out: int = 0
+    member_problems: list[MemberProblem] = Field(default_factory=list)
 
 
 class StudyLine(BaseModel):
@@ -44,6 +55,8 @@ class StudyLine(BaseModel):
     # Store addresses (sha256) of the representative slice and the study's contact sheet.
     preview: str = ""
     sheet: str = ""
+    # Why no preview could be drawn (records.previews.PreviewProblem value), "" otherwise.
+    preview_problem: str = ""
 
 
 class FlagLine(BaseModel):

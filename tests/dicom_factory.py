@@ -386,3 +386,13 @@ def _record(kind: str, **values: Any) -> Dataset:
         for keyword, value in values.items():
             setattr(record, keyword, value)
     return record
+
+
+def corpus(name: str) -> Path | None:
+    """A folder of the real scanner files kept beside the project (shared/corpora/<name>):
+    looked for beside the checkout and beside each folder above it; None when absent."""
+    for folder in Path(__file__).resolve().parents[1:]:
+        candidate = folder / "shared" / "corpora" / name
+        if candidate.is_dir():
+            return candidate
+    return None

@@ -347,11 +347,19 @@ def _progress_patterns() -> re.Pattern[str]:
     for locale in SUPPORTED_LOCALES:
         t = translator(locale)
         samples = [
-            t("Checking {total} files… {done}/{total}", done=7, total=9),
+            *(
+                t.plural(
+                    "Checking {count} file… {done}/{count}",
+                    "Checking {count} files… {done}/{count}",
+                    n,
+                    done=7,
+                )
+                for n in (2, 3, 9, 11, 21, 100)  # every plural form a language has
+            ),
             t("Checking your files… {done} so far", done=7),
             *(t.plural("Checked {count} file.", "Checked {count} files.", n) for n in (1, 7)),
         ]
-        shapes += [re.escape(s).replace("7", r"\d+").replace("9", r"\d+") for s in samples]
+        shapes += [re.sub(r"\d+", lambda _: r"\d+", re.escape(s)) for s in samples]
     return re.compile("|".join(f"(?:{shape})" for shape in shapes))
 
 

@@ -19,8 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRBigEndian
 
 from records.classify import SNIFF_BYTES, FileKind, sniff, sniff_stream
+from records.dicom import read_instance
 
 
 def pydicom_bytes(name: str) -> bytes:
@@ -29,13 +31,13 @@ def pydicom_bytes(name: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def without_file_meta(name: str, *, implicit_vr: bool) -> bytes:
+def without_file_meta(name: str, *, implicit_vr: bool, little_endian: bool = True) -> bytes:
     """A dataset written with no preamble, no "DICM" and no file meta group."""
     dataset = pydicom.dcmread(io.BytesIO(pydicom_bytes(name)))
     del dataset.file_meta
     dataset.preamble = None
     buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, dataset, implicit_vr=implicit_vr, little_endian=True)
+    pydicom.dcmwrite(buffer, dataset, implicit_vr=implicit_vr, little_endian=little_endian)
     return buffer.getvalue()
 
 
@@ -69,6 +71,15 @@ def test_dicom_without_preamble_or_file_meta(name: str, implicit_vr: bool) -> No
     assert data[:2] == b"\x08\x00" and b"DICM" not in data[:132]
     assert sniff(data) is FileKind.DICOM
     assert sniff(data, "IM0001") is FileKind.DICOM
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
+def test_big_endian_dicom_without_preamble_or_file_meta(name: str) -> None:
+    data = without_file_meta(name, implicit_vr=False, little_endian=False)
+    assert data[:2] == b"\x00\x08" and b"DICM" not in data[:132]
+    assert sniff(data) is FileKind.DICOM
+    assert sniff(data, "IM0001") is FileKind.DICOM
+    assert read_instance(io.BytesIO(data)).transfer_syntax == ExplicitVRBigEndian
 
 
 def test_dicom_with_its_first_132_bytes_cut_off() -> None:

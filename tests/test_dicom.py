@@ -363,6 +363,7 @@ def instance(
     patient_name: str = "DOE^JANE",
     birth_date: date | None = DEFAULT_BIRTH_DATE,
     images_in_acquisition: int | None = None,
+    z: float | None = None,
 ) -> DicomInstance:
     return DicomInstance(
         study_uid=study,
@@ -383,6 +384,8 @@ def instance(
         columns=512 if is_image else None,
         frames=1,
         is_image=is_image,
+        position=None if z is None else (-160.0, -160.0, z),
+        orientation=None if z is None else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
     )
 
 
@@ -406,6 +409,82 @@ def test_images_in_acquisition_reveals_missing_slices_at_the_end() -> None:
     members = [instance(f"1.{n}", number=n, images_in_acquisition=5) for n in (1, 2, 3)]
     [study] = summarize(members)
     assert (study.series[0].expected, study.series[0].missing) == (5, 2)
+
+
+def test_a_complete_philips_series_numbered_16_to_1280_is_not_missing_anything() -> None:
+    # 680 slices 1.5 mm apart, numbered from 16 in uneven steps (how Philips numbers across
+    # the acquisitions of an exam): the highest number is no count of anything.
+    numbers = sorted({16 + round(n * 1264 / 679) for n in range(680)})
+    members = [instance(f"1.{n}", number=number, z=n * 1.5) for n, number in enumerate(numbers)]
+    [study] = summarize(members)
+    [series] = study.series
+    assert (series.instances, series.expected, series.missing) == (680, 680, 0)
+    assert flags([study], today=TODAY, stale_after_days=None) == []
+
+
+def test_slices_missing_from_the_stack_are_found_even_when_renumbered() -> None:
+    # Slices 4 and 5 of 10 (2 mm apart) are gone, and the rest numbered 1..8 after them.
+    places = [z for z in range(10) if z not in (4, 5)]
+    members = [instance(f"1.{n}", number=n + 1, z=z * 2.0) for n, z in enumerate(places)]
+    [study] = summarize(members)
+    assert (study.series[0].expected, study.series[0].missing) == (10, 2)
+
+
+def test_numbering_in_steps_of_two_without_positions_is_complete() -> None:
+    members = [instance(f"1.{n}", number=n) for n in range(1, 40, 2)]
+    [study] = summarize(members)
+    assert (study.series[0].expected, study.series[0].missing) == (20, 0)
+    gappy = [instance(f"1.{n}", number=n) for n in range(1, 40, 2) if n != 21]
+    assert summarize(gappy)[0].series[0].missing == 1
+
+
+def test_a_series_numbered_from_100_is_complete() -> None:
+    members = [instance(f"1.{n}", number=n) for n in range(100, 130)]
+    assert summarize(members)[0].series[0].missing == 0
+
+
+def test_two_echoes_per_place_with_one_image_lost_count_one_missing() -> None:
+    members = [
+        instance(f"1.{z}.{echo}", number=2 * z + echo, z=float(z))
+        for z in range(6)
+        for echo in (1, 2)
+        if (z, echo) != (3, 2)
+    ]
+    [study] = summarize(members)
+    assert (study.series[0].expected, study.series[0].missing) == (12, 1)
+
+
+def test_a_series_read_from_disk_knows_where_its_slices_lie(tmp_path: Path) -> None:
+    files = write_series(tmp_path, count=6)
+    assert [inspect(path).position for path in files][:2] == [
+        (-160.0, -160.0, 1.0),
+        (-160.0, -160.0, 2.0),
+    ]
+    assert inspect(files[0]).orientation == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "uids",
+    [
+        ("2.25.329800735698586629295641978511506172918",) * 3,  # a valid, long decimal UID
+        ("a3f9c2e1.44b0", "9f0c2d7e44b14c6f", "ANON.SERIES.0001"),  # hex and letters
+        ("1." + "2" * 90, "1." + "3" * 90, "1." + "4" * 90),  # longer than 64
+    ],
+)
+def test_an_anonymised_ct_with_odd_uids_is_a_scan(tmp_path: Path, uids: tuple[str, ...]) -> None:
+    sop, study, series = uids
+    path = write_instance(
+        tmp_path / "anon.dcm", study_uid=study, series_uid=series, sop_uid=sop + "0"
+    )
+    read = inspect(path)
+    assert (read.study_uid, read.series_uid, read.sop_uid) == (study, series, sop + "0")
+    assert read.is_image
+
+
+def test_a_dicm_file_whose_uids_were_blanked_is_still_a_scan(tmp_path: Path) -> None:
+    junk = "\x7f\x7f"  # what a broken anonymiser left: no UID at all once read
+    path = write_instance(tmp_path / "blank.dcm", study_uid=junk, series_uid=junk, sop_uid=junk)
+    assert inspect(path).is_image
 
 
 def test_studies_come_newest_first() -> None:

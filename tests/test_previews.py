@@ -7,15 +7,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
-from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    MPEG2MPML,
+    ExplicitVRBigEndian,
+    HTJ2KLossless,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+)
 
+from records.classify import FileKind, sniff
 from records.previews import (
+    PREVIEW_SIDE,
     PreviewProblem,
     PreviewUnavailable,
     contact_sheet_png,
+    photo_preview_png,
     render_instance,
     representative_index,
     series_preview_png,
@@ -23,6 +34,7 @@ from records.previews import (
 from tests.dicom_factory import (
     air_corner,
     bright_square,
+    corpus,
     ct_slice_hu,
     uid,
     write_instance,
@@ -137,8 +149,56 @@ def test_a_report_has_no_preview(tmp_path: Path) -> None:
     assert unavailable(report) == PreviewProblem.NO_PIXELS
 
 
-def test_a_compression_without_a_decoder_is_reported_as_such() -> None:
-    assert unavailable(sample_file("JPEGLSNearLossless_16.dcm")) == PreviewProblem.NO_DECODER
+def test_a_compression_without_a_decoder_is_reported_as_such(tmp_path: Path) -> None:
+    assert unavailable(mpeg2_video(tmp_path / "video.dcm")) == PreviewProblem.NO_DECODER
+
+
+def mpeg2_video(path: Path) -> Path:
+    """An instance in MPEG-2 (a video syntax no installed decoder reads)."""
+    dataset = pydicom.dcmread(slice_file(path))
+    dataset.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(100)])
+    dataset["PixelData"].VR = "OB"
+    dataset.file_meta.TransferSyntaxUID = MPEG2MPML
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "JPEG2000.dcm",  # JPEG 2000
+        "MR_small_jp2klossless.dcm",  # JPEG 2000 lossless
+        "MR_small_RLE.dcm",  # RLE
+        "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless
+        "JPEGLSNearLossless_16.dcm",  # JPEG-LS near lossless
+        "JPGExtended.dcm",  # 12-bit JPEG Extended
+        "SC_rgb_jpeg_dcmtk.dcm",  # JPEG baseline, colour
+        "SC_rgb_rle.dcm",  # RLE, colour
+        "image_dfl.dcm",  # Deflated
+    ],
+)
+def test_compressed_scans_are_decoded_for_a_preview(name: str) -> None:
+    picture = render(sample_file(name))
+    assert picture.std() > 5  # a picture, not a blank
+
+
+TS_CORPUS = corpus("dcm_qa_ts")
+CORPUS_TS = (TS_CORPUS or Path()) / "In"
+
+
+@pytest.mark.skipif(TS_CORPUS is None, reason="shared/corpora/dcm_qa_ts is not beside the project")
+@pytest.mark.parametrize("number", range(2, 10))
+def test_one_real_scanner_image_in_every_transfer_syntax_previews_the_same(number: int) -> None:
+    # dcm_qa_ts: one Siemens slice saved as implicit, big endian, RLE, JPEG lossless,
+    # JPEG-LS and JPEG 2000; the pixels are the same, so the previews must be.
+    reference = render(CORPUS_TS / "1.dcm")
+    assert np.abs(render(CORPUS_TS / f"{number}.dcm").astype(int) - reference).max() <= 1
+
+
+def test_a_tiny_image_is_enlarged_to_a_readable_preview() -> None:
+    with open(sample_file("JPEGLSNearLossless_16.dcm"), "rb") as stream:  # 10 x 50 pixels
+        png = series_preview_png(stream)
+    assert max(Image.open(io.BytesIO(png)).size) == PREVIEW_SIDE
 
 
 def test_a_gigantic_declared_frame_is_refused_before_decoding(tmp_path: Path) -> None:
@@ -160,10 +220,12 @@ def test_a_series_preview_is_a_png_without_text(tmp_path: Path) -> None:
     with path.open("rb") as stream:
         png = series_preview_png(stream)
     image = Image.open(io.BytesIO(png))
-    assert image.format == "PNG" and image.size == (64, 64)
+    # A 64 x 64 slice, enlarged to be seen.
+    assert image.format == "PNG" and image.size == (PREVIEW_SIDE, PREVIEW_SIDE)
     assert not image.info.get("text") and b"tEXt" not in png and b"iTXt" not in png
     assert b"WANG" not in png
-    assert np.asarray(image)[bright_square(64, 64)].min() == 255
+    inner = tuple(slice(s.start + 8, s.stop - 8) for s in bright_square(512, 512))
+    assert np.asarray(image)[inner].min() == 255
 
 
 def test_a_contact_sheet_tiles_readable_slices_and_skips_the_rest(tmp_path: Path) -> None:
@@ -218,3 +280,41 @@ def test_the_representative_slice_is_the_middle_one_by_instance_number() -> None
 def test_the_default_slice_has_the_documented_anatomy() -> None:
     hu = ct_slice_hu(64, 64)
     assert hu[bright_square(64, 64)].min() == 1000 and hu[air_corner(64, 64)].max() == -1000
+
+
+# --- photos ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("image_format", ["HEIF", "JPEG", "TIFF", "WEBP", "PNG"])
+def test_a_phone_photo_is_previewed_upright_and_without_its_exif(image_format: str) -> None:
+    # A photo taken with the phone turned: stored 80 x 40, EXIF says rotate to 40 x 80.
+    photo = Image.new("RGB", (80, 40), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 clockwise
+    exif[0x010F] = "Apple"
+    out = io.BytesIO()
+    photo.save(out, format=image_format, exif=exif.tobytes())
+    data = out.getvalue()
+    assert sniff(data, "IMG_0001") is FileKind.IMAGE
+    png = photo_preview_png(io.BytesIO(data))
+    preview = Image.open(io.BytesIO(png))
+    assert preview.format == "PNG" and preview.size == (40, 80)
+    assert b"Apple" not in png and b"eXIf" not in png
+    red, green, _ = preview.convert("RGB").getpixel((20, 40))  # type: ignore[misc]
+    assert red > 150 and green < 80
+
+
+def test_something_that_is_no_picture_has_no_photo_preview() -> None:
+    with pytest.raises(PreviewUnavailable):
+        photo_preview_png(io.BytesIO(b"not a picture at all"))
+
+
+def test_a_scan_in_the_htj2k_syntax_is_previewed(tmp_path: Path) -> None:
+    # No HTJ2K encoder is installed; an HTJ2K decoder also reads part-1 JPEG 2000
+    # codestreams, which is what this file carries under the HTJ2K transfer syntax.
+    dataset = pydicom.dcmread(slice_file(tmp_path / "ct"))
+    dataset.compress(JPEG2000Lossless)
+    dataset.file_meta.TransferSyntaxUID = HTJ2KLossless
+    dataset.save_as(tmp_path / "htj2k.dcm", enforce_file_format=True)
+    picture = render(tmp_path / "htj2k.dcm")
+    assert picture[bright_square(64, 64)].min() == 255

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pillow_heif
 import pytest
 from PIL import Image
 from sqlmodel import Session, select
@@ -19,13 +20,19 @@ from records.checklist import ITEMS
 from storage.models import Document
 from tests.conftest import Chat, make_chat
 from tests.dicom_factory import (
+    DEFAULT_STUDY_DATE,
+    corpus,
+    uid,
     write_deep_sequence,
     write_dicomdir,
+    write_report,
     write_series,
     write_truncated,
     zip_files,
 )
 from tests.test_intake_transcripts import consent, through_fit
+from tests.test_pdfs import pdf
+from tests.test_previews import mpeg2_video
 
 TODAY = datetime.now(UTC).date()
 
@@ -295,3 +302,198 @@ def settings_with_small_quota(settings: Settings) -> Iterator[App]:
     app = build_app(load_settings({**env, "CASE_QUOTA_MB": "1"}))
     yield app
     app.close()
+
+
+def _cd_with_viewer(tmp_path: Path) -> Path:
+    """A hospital CD zipped: the scans, and the viewer program the disc carries."""
+    folder = tmp_path / "cd"
+    scans = write_series(folder / "DICOM", count=3)
+    path = tmp_path / "disc.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for scan in scans:
+            archive.write(scan, scan.relative_to(folder).as_posix())
+        archive.writestr("VIEWER/VIEWER.EXE", b"MZ\x90\x00" + bytes(200))
+        archive.writestr("VIEWER/dicomlib.dll", b"MZ\x90\x00" + bytes(100))
+        archive.writestr("AUTORUN.INF", b"[autorun]\r\nopen=VIEWER\\VIEWER.EXE\r\n")
+        archive.writestr("RUN.BAT", b"@echo off\r\nstart VIEWER\\VIEWER.EXE\r\n")
+        archive.writestr("start.sh", b"#!/bin/sh\nwine VIEWER/VIEWER.EXE\n")
+        archive.writestr("Viewer.app/Contents/Info.plist", b"<?xml version='1.0'?><plist/>")
+        archive.writestr("README", b"\x7fELF\x02\x01\x01" + bytes(60))  # a program by content
+        archive.writestr("report.txt", b"CT chest, no change.\n")
+    return path
+
+
+def test_a_viewer_inside_a_zipped_cd_is_left_out_and_the_patient_is_told(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    reply = chat.say(str(_cd_with_viewer(tmp_path)))
+    assert reply.count("programs inside (such as a disc viewer)") == 1
+    assert "disc.zip had 7 programs inside" in reply
+    kept = [d for d in documents(app) if d.parent_file_id]
+    assert sorted(d.path for d in kept) == [
+        "DICOM/IM00001",
+        "DICOM/IM00002",
+        "DICOM/IM00003",
+        "report.txt",
+    ]
+    for path in stored_files(app):  # nothing of the programs is in the store, even encrypted
+        assert path.stat().st_size > 0
+    assert len(stored_files(app)) == len({d.sha256 for d in documents(app)})
+
+
+def test_an_archive_of_nothing_but_a_program_is_refused(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    path = tmp_path / "viewer.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("VIEWER.EXE", b"MZ\x90\x00" + bytes(200))
+    reply = chat.say(str(path))
+    assert "viewer.zip contains a computer program" in reply
+    assert documents(app) == [] and stored_files(app) == []
+
+
+def test_problems_inside_an_archive_are_told_as_for_loose_files(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    folder = tmp_path / "cd"
+    good = write_series(folder / "DICOM", count=2)
+    cut = write_truncated(write_series(folder / "CUT", count=1, seed="cut")[0])
+    deep = write_deep_sequence(folder / "DICOM" / "IM00099", 5000)
+    archive = zip_files(tmp_path / "cd.zip", [*good, cut, deep], root=folder)
+    reply = chat.say(str(archive))
+    assert "IM00001 (in cd.zip) looks cut off" in reply
+    assert "IM00099 (in cd.zip) is a scan file I couldn't read" in reply
+    assert len([d for d in documents(app) if d.parent_file_id]) == 4  # all kept
+
+
+def test_many_broken_files_inside_an_archive_are_told_in_few_lines(
+    chat: Chat, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    folder = tmp_path / "cd"
+    broken = [
+        write_truncated(write_series(folder / f"S{n}", count=1, seed=f"s{n}")[0], seed=f"t{n}")
+        for n in range(6)
+    ]
+    reply = chat.say(str(zip_files(tmp_path / "cd.zip", broken, root=folder)))
+    assert reply.count("(in cd.zip) looks cut off") == 3
+    assert "3 more files in cd.zip have problems like these" in reply
+
+
+def test_a_scan_in_a_format_without_a_decoder_is_kept_and_explained(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    reply = chat.say(str(mpeg2_video(tmp_path / "video.dcm")))
+    assert "saved in a compressed format I can't open. The files are safely kept" in reply
+    assert [d.kind for d in documents(app)] == ["dicom"]
+
+
+@pytest.mark.skipif(corpus("dcm_qa_ts") is None, reason="shared/corpora is not beside the project")
+def test_a_real_jpeg_2000_scan_is_previewed(chat: Chat, tmp_path: Path) -> None:
+    to_imaging(chat)
+    source = (corpus("dcm_qa_ts") or Path()) / "In" / "9.dcm"  # Siemens MR, JPEG 2000
+    copy = tmp_path / "9.dcm"
+    copy.write_bytes(source.read_bytes())
+    reply = chat.say(str(copy))
+    assert "Is this the scan you meant? MRI scan" in reply
+    assert "compressed format" not in reply
+
+
+def test_a_password_protected_pdf_is_met_with_a_request_for_an_unlocked_copy(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    path = _write(tmp_path / "report.pdf", pdf(user_password="1234"))
+    reply = chat.say(str(path))
+    assert "report.pdf is protected by a password" in reply
+    assert "Please send a copy without the password" in reply
+    assert "a document (PDF)" in reply  # kept, for a coordinator who may know the password
+    assert [d.problem for d in documents(app)] == ["locked_pdf"]
+
+
+def test_a_pdf_with_javascript_is_kept_and_flagged_for_the_coordinator(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    path = _write(tmp_path / "report.pdf", pdf(js="app.launchURL('http://example.invalid');"))
+    reply = chat.say(str(path))
+    assert "report.pdf: a document (PDF)" in reply
+    assert "couldn't" not in reply and "password" not in reply  # nothing for the patient to do
+    assert [d.problem for d in documents(app)] == ["pdf_javascript"]
+
+
+def test_a_folder_path_typed_at_the_console_sends_every_file_under_it(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    to_imaging(chat)
+    disc = tmp_path / "CD"
+    write_series(disc / "DICOM" / "S1", count=4, study_date=TODAY - timedelta(days=10))
+    (disc / "README.TXT").write_text("Hospital disc\n")
+    (disc / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    reply = chat.say(f'"{disc}"')  # dragged into the terminal, quoted
+    assert "CT scan of the chest" in reply and "1 series, 4 images" in reply
+    sent = [d for d in documents(app) if d.kind not in ("preview", "contact_sheet")]
+    assert sorted(d.path for d in sent) == [
+        "CD/DICOM/S1/IM00001",
+        "CD/DICOM/S1/IM00002",
+        "CD/DICOM/S1/IM00003",
+        "CD/DICOM/S1/IM00004",
+        "CD/README.TXT",
+    ]
+
+
+def test_counts_of_one_are_told_in_the_singular(chat: Chat, tmp_path: Path) -> None:
+    to_imaging(chat)
+    archive = ct_zip(tmp_path, count=1)
+    reply = chat.say(str(archive))
+    assert "ct.zip: 1 file inside" in reply
+    assert "1 series, 1 image" in reply and "1 images" not in reply
+
+
+def test_old_scans_are_told_in_years_in_one_paragraph(chat: Chat, tmp_path: Path) -> None:
+    to_imaging(chat)
+    folder = tmp_path / "cd"
+    files = []
+    for n, years in enumerate((23, 5, 3)):
+        files += write_series(
+            folder / f"S{n}",
+            count=2,
+            seed=f"old{n}",
+            study_date=TODAY - timedelta(days=round(years * 365.25)),
+        )
+    reply = chat.say(str(zip_files(tmp_path / "old.zip", files, root=folder)))
+    assert reply.count("Some of these scans are older than specialists usually want") == 1
+    assert "(scans from the last 3 months)" in reply
+    assert "about 23 years old" in reply and "about 5 years old" in reply
+    assert "months old" not in reply
+    assert reply.count("If you have more recent scans") == 1
+
+
+def test_a_report_among_the_scans_is_not_counted_as_an_image(chat: Chat, tmp_path: Path) -> None:
+    to_imaging(chat)
+    folder = tmp_path / "cd"
+    scans = write_series(folder / "CT", count=3, seed="withsr", study_date=DEFAULT_STUDY_DATE)
+    (folder / "SR").mkdir()
+    report = write_report(
+        folder / "SR" / "SR00001",
+        study_uid=uid("withsr:study"),
+        series_uid=uid("withsr:sr"),
+        sop_uid=uid("withsr:sr:1"),
+    )
+    reply = chat.say(str(zip_files(tmp_path / "cd.zip", [*scans, report], root=folder)))
+    assert "2 series, 3 images" in reply
+
+
+def test_an_iphone_photo_is_taken_as_a_photo(chat: Chat, app: App, tmp_path: Path) -> None:
+    pillow_heif.register_heif_opener()
+    to_imaging(chat)
+    path = tmp_path / "IMG_0042.HEIC"
+    Image.new("RGB", (120, 80), (180, 180, 180)).save(path, format="HEIF")
+    reply = chat.say(str(path))
+    assert "IMG_0042.HEIC: a photo or picture" in reply
+    assert "Photos of films or screens help" in reply
+    assert [d.kind for d in documents(app)] == ["image"]

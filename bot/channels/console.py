@@ -1,7 +1,7 @@
 """The console channel: the whole intake in a terminal, no account needed.
 
 Options are numbered; typing a number presses that button. A line that is the path of an
-existing file sends that file.
+existing file sends that file; the path of a folder sends every file under it, as one batch.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def _as_path(line: str) -> Path | None:
-    """A typed or dragged-in path (terminals quote paths with spaces), if it names a file."""
+    """A typed or dragged-in path (terminals quote paths with spaces), if it names a file or
+    a folder."""
     text = line.strip()
     try:
         parts = shlex.split(text)
@@ -36,9 +37,30 @@ def _as_path(line: str) -> Path | None:
         return None
     candidate = Path(parts[0]).expanduser()
     try:
-        return candidate.resolve() if candidate.is_file() else None
+        return candidate.resolve() if candidate.is_file() or candidate.is_dir() else None
     except OSError:
         return None
+
+
+def _folder_files(folder: Path) -> tuple[FileRef, ...]:
+    """Every file under `folder` (a hospital disc copied to the computer), in path order,
+    each with where it sat; links are not followed, hidden files (.DS_Store) left out."""
+    refs = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_symlink() or not path.is_file():
+            continue
+        refs.append(
+            FileRef(
+                source=str(path),
+                name=path.name,
+                size=path.stat().st_size,
+                path=f"{folder.name}/{relative.as_posix()}",
+            )
+        )
+    return tuple(refs)
 
 
 class ConsoleChannel:
@@ -73,7 +95,12 @@ class ConsoleChannel:
         }
         # A path first: "/home/me/scan.dcm" is a file, not a command.
         path = _as_path(text)
-        if path is not None:
+        if path is not None and path.is_dir():
+            # A folder is sent whole, as one batch, like a disc's folder on the upload page.
+            files = _folder_files(path)
+            if files:
+                return Inbound(**base, kind=InboundKind.FILES, files=files)
+        elif path is not None:
             file = FileRef(source=str(path), name=path.name, size=path.stat().st_size)
             return Inbound(**base, kind=InboundKind.FILES, files=(file,))
         if text.startswith("/"):

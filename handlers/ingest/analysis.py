@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from records.archives import ArchiveLimits, ArchiveRejected, open_archive
-from records.classify import FileKind, sniff_stream
+from records.classify import FileKind, is_program_name, sniff_stream
 from records.dicom import (
     DicomDirIndex,
     DicomInstance,
@@ -21,6 +21,7 @@ from records.dicom import (
     read_dicomdir,
     read_instance,
 )
+from records.pdfs import inspect_pdf
 from records.previews import PreviewUnavailable, contact_sheet_png, series_preview_png
 from storage.files import FileStore, FileTooLarge
 
@@ -70,6 +71,7 @@ class Analysis:
     entries: tuple[Entry, ...] = ()
     # Why the file (an archive, as a whole) was refused: nothing of it is kept.
     problem: str = ""
+    programs_left_out: int = 0  # members of an archive that were programs, not kept
 
 
 def analyse(request: AnalysisRequest, progress: Progress) -> Analysis:
@@ -88,6 +90,13 @@ def _describe(store: FileStore, sha256: str, size: int, kind: FileKind, path: st
         return dataclasses.replace(entry, problem="executable")
     if kind == FileKind.EMPTY:
         return dataclasses.replace(entry, problem="empty")
+    if kind == FileKind.PDF:
+        with store.open(sha256) as stream:
+            found = inspect_pdf(stream)
+        # Locked: the patient is asked for an unlocked copy. JavaScript: kept, and the
+        # coordinator sees the flag on the file.
+        problem = "locked_pdf" if found.locked else "pdf_javascript" if found.javascript else ""
+        return dataclasses.replace(entry, problem=problem)
     if kind not in (FileKind.DICOM, FileKind.DICOMDIR):
         return entry
     try:
@@ -118,7 +127,11 @@ def _unpack(
     except BaseException:
         _remove(store, unpacking.created)
         raise
-    return Analysis(kind=kind.value, entries=tuple(unpacking.entries))
+    return Analysis(
+        kind=kind.value,
+        entries=tuple(unpacking.entries),
+        programs_left_out=unpacking.programs_left_out,
+    )
 
 
 @dataclass
@@ -129,10 +142,15 @@ class _Unpacking:
     entries: list[Entry] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     used: int = 0
+    programs_left_out: int = 0
 
     def run(self, archive: BinaryIO, kind: FileKind, size: int, prefix: str, depth: int) -> None:
         members = open_archive(archive, kind, size, self.request.limits, depth)
         for member, stream in members:
+            if is_program_name(member.path):
+                # A disc's viewer or autorun file: left unread, so never stored or exported.
+                self.programs_left_out += 1
+                continue
             left = max(0, self.request.quota_left - self.used)
             # Flushed to disk once for the whole archive, before anything records it.
             stored = self.store.put(stream, max_bytes=left, durable=False)
@@ -142,6 +160,14 @@ class _Unpacking:
             path = f"{prefix}{member.path}"
             with self.store.open(stored.sha256) as head:
                 member_kind = sniff_stream(head, member.path.rsplit("/", 1)[-1])
+                if member_kind in REFUSED:
+                    # A program whatever its name: as when sent loose, not kept.
+                    self.programs_left_out += 1
+                    self.used -= stored.size
+                    if stored.created:
+                        self.created.remove(stored.sha256)
+                        self.store.delete(stored.sha256)
+                    continue
                 if member_kind in ARCHIVES:
                     # An archive inside: unpacked in turn, within the same limits and depth.
                     self.run(head, member_kind, stored.size, f"{path}/", depth + 1)
@@ -178,17 +204,21 @@ class PreviewRequest:
 class Previews:
     series: dict[str, str]  # series_uid -> sha256 of the PNG in the store
     sheets: dict[str, str]  # study_uid -> sha256 of the PNG
+    # series_uid -> why no preview could be drawn (records.previews.PreviewProblem value)
+    problems: dict[str, str] = field(default_factory=dict)
 
 
 def make_previews(request: PreviewRequest, progress: Progress) -> Previews:
     store = request.store.open()
     series: dict[str, str] = {}
     sheets: dict[str, str] = {}
+    problems: dict[str, str] = {}
     for done, (series_uid, sha256) in enumerate(request.series, 1):
         try:
             with store.open(sha256) as stream:
                 png = series_preview_png(stream)
-        except PreviewUnavailable:
+        except PreviewUnavailable as unavailable:
+            problems[series_uid] = str(unavailable.problem)
             continue
         series[series_uid] = _put_bytes(store, png)
         progress(done, len(request.series))
@@ -201,7 +231,7 @@ def make_previews(request: PreviewRequest, progress: Progress) -> Previews:
         finally:
             for stream in streams:
                 stream.close()
-    return Previews(series, sheets)
+    return Previews(series, sheets, problems)
 
 
 def _put_bytes(store: FileStore, data: bytes) -> str:

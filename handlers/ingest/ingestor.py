@@ -31,7 +31,7 @@ from handlers.ingest.analysis import (
 from handlers.ingest.worker import Worker, WorkerFailed
 from records.classify import FileKind
 from records.dicom import DicomInstance, StudySummary, flags, summarize
-from records.report import FileCheck, FilesReport, FlagLine, StudyLine
+from records.report import FileCheck, FilesReport, FlagLine, MemberProblem, StudyLine
 from storage.documents import DocumentRow, DocumentStore
 from storage.files import MAX_FILE_BYTES, FileStore, FileTooLarge, out_of_space
 from storage.uploads import UPLOAD_SOURCE
@@ -67,6 +67,8 @@ def instance_from_json(text: str) -> DicomInstance:
         value = data.get(item.name)
         if isinstance(value, str) and "date" in item.name:
             data[item.name] = date.fromisoformat(value)
+        elif isinstance(value, list):  # JSON has no tuples
+            data[item.name] = tuple(value)
     return DicomInstance(**data)
 
 
@@ -195,6 +197,10 @@ class Ingestor:
         if analysis.kind == FileKind.UNKNOWN.value and not analysis.problem and named_as_scan:
             # Named as a scan, but no scan inside: say so rather than "a file".
             analysis = dataclasses.replace(analysis, problem="not_dicom")
+        archive = analysis.kind in (FileKind.ZIP.value, FileKind.TAR.value)
+        if archive and not analysis.entries and analysis.programs_left_out:
+            # Nothing but programs inside: kept, the archive itself would carry them on.
+            analysis = dataclasses.replace(analysis, problem="executable")
         check = FileCheck(
             file_id=effect.file_id,
             name=effect.file.name,
@@ -211,7 +217,6 @@ class Ingestor:
                 self.files.delete(sha256)
             return check.model_copy(update={"kept": False})
         now = self.clock()
-        archive = analysis.kind in (FileKind.ZIP.value, FileKind.TAR.value)
         rows = [
             DocumentRow(
                 file_id=effect.file_id,
@@ -255,6 +260,12 @@ class Ingestor:
                 "photos": sum(1 for r in contents if r.kind in PHOTO_KINDS),
                 "documents": sum(1 for r in contents if r.kind in DOCUMENT_KINDS),
                 "unreadable": sum(1 for r in contents if r.problem),
+                "programs_left_out": analysis.programs_left_out,
+                "member_problems": [
+                    MemberProblem(path=r.path, kind=r.kind, problem=r.problem)
+                    for r in contents
+                    if archive and r.problem
+                ],
             }
         )
 
@@ -298,11 +309,12 @@ class Ingestor:
                 body_parts=list(study.body_parts),
                 description=study.description,
                 series=len(study.series),
-                images=study.instances,
+                images=study.images,  # instances with pixels, not reports
                 patient_name=study.patient_name,
                 patient_birth_date=study.patient_birth_date,
-                preview=previews.get(study.study_uid, ("", ""))[0],
-                sheet=previews.get(study.study_uid, ("", ""))[1],
+                preview=previews.get(study.study_uid, ("", "", ""))[0],
+                sheet=previews.get(study.study_uid, ("", "", ""))[1],
+                preview_problem=previews.get(study.study_uid, ("", "", ""))[2],
             )
             for study in touched
         ]
@@ -324,8 +336,9 @@ class Ingestor:
         studies: Sequence[StudySummary],
         instances: Any,
         progress: Progress,
-    ) -> dict[str, tuple[str, str]]:
-        """Study uid -> (preview of its largest series, contact sheet), drawn in the worker."""
+    ) -> dict[str, tuple[str, str, str]]:
+        """Study uid -> (preview of its largest series, contact sheet, why there is no
+        preview), drawn in the worker."""
         by_series: dict[str, list[tuple[int, str]]] = {}
         for instance, row in instances:
             by_series.setdefault(instance.series_uid, []).append(
@@ -357,7 +370,11 @@ class Ingestor:
             log.warning("previews could not be drawn (%s)", failure.reason)
             return {}
         return {
-            study_uid: (drawn.series.get(series_uid, ""), drawn.sheets.get(study_uid, ""))
+            study_uid: (
+                drawn.series.get(series_uid, ""),
+                drawn.sheets.get(study_uid, ""),
+                drawn.problems.get(series_uid, ""),
+            )
             for study_uid, series_uid in largest.items()
         }
 
@@ -365,13 +382,13 @@ class Ingestor:
         self,
         case_id: str,
         studies: Sequence[StudySummary],
-        previews: Mapping[str, tuple[str, str]],
+        previews: Mapping[str, tuple[str, str, str]],
     ) -> None:
         """Kept for the coordinator: the case package shows them with the study table."""
         now = self.clock()
         rows = []
         for study in studies:
-            preview, sheet = previews.get(study.study_uid, ("", ""))
+            preview, sheet, _ = previews.get(study.study_uid, ("", "", ""))
             for kind, sha256 in (("preview", preview), ("contact_sheet", sheet)):
                 if sha256:
                     rows.append(

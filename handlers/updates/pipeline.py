@@ -298,7 +298,12 @@ class _ProgressMessage:
             return
         t = translator(self.locale)
         if self.total > 1:
-            text = t("Checking {total} files… {done}/{total}", done=number, total=self.total)
+            text = t.plural(
+                "Checking {count} file… {done}/{count}",
+                "Checking {count} files… {done}/{count}",
+                self.total,
+                done=number,
+            )
         else:
             # One archive or disc: how many of its files are done (the total is not known
             # before it is read to the end).
