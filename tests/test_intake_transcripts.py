@@ -14,8 +14,8 @@ def consent(chat: Chat) -> None:
     chat.say("/start")
     chat.press("No, not an emergency")
     chat.press("Continue")
-    chat.press("I agree")
-    assert "transferred to China" in chat.press("I agree") or True
+    assert "transferred to China" in chat.press("I agree")
+    assert "Who is this second opinion for?" in chat.press("I agree")
 
 
 def through_fit(chat: Chat, reasons: tuple[str, ...], situation: tuple[str, ...]) -> str:
