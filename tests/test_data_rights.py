@@ -22,20 +22,18 @@ from conversations.state import ConversationKey
 from conversations.steps.screening import HEALTH_CONSENT_VERSION
 from handlers.casework.operations import Actor, CaseworkRefused
 from handlers.privacy.retention import RetentionReport
-from tests.conftest import Chat, make_chat
-from tests.telegram_fake import FakeBotApi
-from tests.test_intake_transcripts import consent
-from tests.test_review_and_cases import to_review
-from tests.test_telegram import (
+from tests.support import run
+from tests.support.console import Chat, consent, make_chat, to_review
+from tests.support.telegram import (
     COORDINATOR_CHAT,
     LIBRARIES,
     Patient,
-    run,
     telegram_settings,
     texts,
     through_to_records,
 )
-from tests.test_telegram import bot as telegram_bot
+from tests.support.telegram import bot as telegram_bot
+from tests.telegram_fake import FakeBotApi
 
 # Values only this patient gave: none may survive an erasure anywhere in the data folder.
 DIAGNOSIS = "Zebrafinch osteoma of the left tibia 7731"
@@ -375,8 +373,8 @@ def test_on_wechat_the_copy_comes_as_a_private_download_link(tmp_path: Path) -> 
     from bot.config import load_settings
     from bot.download_page import DownloadPage
     from bot.web import make_web_app
-    from tests.test_wechat import run as run_wechat
-    from tests.test_wechat import wechat
+    from tests.support import run as run_wechat
+    from tests.support.wechat import wechat
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -11,13 +11,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlmodel import Session, select
 
 from bot.app import App, build_app
 from bot.config import Settings, load_settings
 from records.checklist import ITEMS
-from storage.models import Document
-from tests.conftest import Chat, make_chat
 from tests.dicom_factory import (
     write_deep_sequence,
     write_dicomdir,
@@ -25,34 +22,14 @@ from tests.dicom_factory import (
     write_truncated,
     zip_files,
 )
-from tests.test_intake_transcripts import consent, through_fit
+from tests.support.console import (
+    Chat,
+    documents,
+    make_chat,
+    to_imaging,
+)
 
 TODAY = datetime.now(UTC).date()
-
-
-def to_imaging(chat: Chat) -> str:
-    """An oncology case, at the checklist item for scans, ready to send files."""
-    consent(chat)
-    chat.press("For me")
-    through_fit(chat, ("A new or serious diagnosis",), ("No", "Yes", "Yes", "No", "No"))
-    chat.press("A review of the diagnosis or plan")
-    chat.press("Continue")
-    chat.press("Cancer or a tumour")
-    chat.press("Another solid tumour")
-    chat.say("Lung adenocarcinoma, 3 cm, surgery proposed")
-    for _ in range(3):
-        chat.press(chat.buttons[0])
-    chat.press("Done")
-    chat.say("2026-08: cough and weight loss")
-    chat.press("Done")
-    while "Scans as original files" not in chat.transcript[-1]:
-        chat.press("I'll get it later")
-    return chat.press("Send it now")
-
-
-def documents(app: App) -> list[Document]:
-    with Session(app.engine) as session:
-        return list(session.exec(select(Document)).all())
 
 
 def stored_files(app: App) -> list[Path]:
@@ -60,12 +37,10 @@ def stored_files(app: App) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and p.parent.name != "incoming"]
 
 
-def ct_zip(
-    tmp_path: Path, *, count: int = 12, study_date: date | None = None, **kw: object
-) -> Path:
+def ct_zip(tmp_path: Path, *, count: int = 12, study_date: date | None = None) -> Path:
     folder = tmp_path / "cd"
     files = write_series(
-        folder / "DICOM", count=count, study_date=study_date or TODAY - timedelta(days=20), **kw
+        folder / "DICOM", count=count, study_date=study_date or TODAY - timedelta(days=20)
     )
     return zip_files(tmp_path / "ct.zip", files, root=folder)
 

@@ -34,11 +34,9 @@ from tests.scripted_patients import (
     make_patients,
     reference_run,
 )
-from tests.telegram_fake import SENT_METHODS, FakeBotApi, Sent
-from tests.test_telegram import (
+from tests.support.telegram import (
     COORDINATOR,
     COORDINATOR_CHAT,
-    LIBRARIES,
     WEBHOOK_SECRET,
     Patient,
     bot,
@@ -48,20 +46,15 @@ from tests.test_telegram import (
     webhook,
     webhook_settings,
 )
-from tests.test_workers import SCRIPT, Driver, check, make_users, running_workers
-from tests.test_workers import reference_run as workers_reference
+from tests.support.workers import SCRIPT, Driver, check, make_users, running_workers
+from tests.support.workers import reference_run as workers_reference
+from tests.telegram_fake import SENT_METHODS, FakeBotApi, Sent
 
 JSONDict = dict[str, Any]
 
 
-@pytest.fixture(params=LIBRARIES)
-def library(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings({"DATA_DIR": str(tmp_path / "data")})
+# The channel is what varies here; the databases have their own suites.
+pytestmark = pytest.mark.databases("sqlite")
 
 
 def processed_keys(settings: Settings) -> list[str]:

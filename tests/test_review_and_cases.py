@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 from bot.app import App
-from tests.conftest import Chat
-from tests.test_intake_transcripts import consent, through_fit
-
-
-def to_review(
-    chat: Chat, diagnosis: str = "Lumbar disc herniation L4-L5, a fusion operation is proposed"
-) -> str:
-    consent(chat)
-    chat.press("For me")
-    through_fit(chat, ("Doctors disagree",), ("No", "Yes", "Yes", "No", "No", "Not sure yet"))
-    chat.press("Continue")
-    chat.press("Spine, bones and joints")
-    chat.say(diagnosis)
-    for _ in range(3):
-        chat.press(chat.buttons[0])
-    chat.press("Done")
-    chat.say("2025-09: back pain and leg numbness")
-    chat.press("Done")
-    while chat.buttons[:1] == ["Send it now"]:
-        chat.press("I'll get it later")
-    return chat.press("Continue to review")
+from tests.support.console import (
+    Chat,
+    consent,
+    to_review,
+)
 
 
 def test_editing_a_section_returns_to_the_review(chat: Chat) -> None:
