@@ -4,6 +4,7 @@ who may act, which moves are allowed, what the patient reads at each step."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,14 @@ from bot.app import App
 from bot.cli import main
 from bot.config import Settings
 from storage.models import CaseEvent, CoordinatorAction
-from tests.conftest import Chat
-from tests.test_review_and_cases import to_review
+from tests.support.console import Chat, to_review
+
+# `huizhen queue ARGS…`, returning its exit status.
+Queue = Callable[..., int]
 
 
 @pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> object:
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Queue:
     """`huizhen queue …` on the same database as the chat, as an operator would run it."""
     monkeypatch.setenv("DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
@@ -44,9 +47,9 @@ def deliver(chat: Chat) -> str:
 def test_the_whole_loop_from_submission_to_a_follow_up_question(
     chat: Chat,
     app: App,
-    cli,
+    cli: Queue,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     reference = submitted(chat, app)
     assert cli("claim", reference, "--as", "900") == 0
@@ -127,8 +130,8 @@ def test_the_whole_loop_from_submission_to_a_follow_up_question(
 def test_only_listed_coordinators_act_and_impossible_moves_are_refused(
     chat: Chat,
     app: App,
-    cli,
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    cli: Queue,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     reference = submitted(chat, app)
     assert cli("claim", reference, "--as", "777") == 1
@@ -175,9 +178,9 @@ def test_reminders_go_out_when_due_and_never_twice(chat: Chat, app: App, cli) ->
 def test_an_export_is_written_by_the_cli_and_recorded(
     chat: Chat,
     app: App,
-    cli,
+    cli: Queue,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import shutil
     import subprocess

@@ -150,7 +150,7 @@ def test_a_round_that_sent_asks_for_another(app: App) -> None:
     """A full batch leaves the rest for the next round, which starts at once."""
     _queue(app, [f"chat-{n}" for n in range(DELIVERY_BATCH + 5)], per_chat=1)
     platform = _Platform("nobody", ConnectionError())
-    rounds = []
+    rounds: list[DeliveryReport] = []
     while not rounds or rounds[-1].more:
         rounds.append(asyncio.run(_round(app, platform, NOW)))
     assert [r.sent for r in rounds] == [DELIVERY_BATCH, 5, 0]
