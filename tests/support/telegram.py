@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.app import build_app
-from bot.channels.telegram_base import RateLimiter
+from bot.channels.telegram_base import RateLimiter, decode_callback
 from bot.channels.telegram_runtime import TelegramChannel
 from bot.config import Settings, load_settings
 from bot.runner import telegram_client
@@ -93,7 +93,19 @@ class Patient:
         return Sent(**{**latest.__dict__, "message": message})
 
     async def press(self, label: str) -> str:
+        """Press the current question's button whose words contain `label`."""
         return texts(await self.send(self.fake.press(self.question(), label)))
+
+    async def choose(self, option_id: str) -> str:
+        """Press the current question's button for this option id, whatever its words."""
+        question = self.question()
+        found = [d for d in question.callback_data if decode_callback(d)[1] == option_id]
+        ids = [decode_callback(d)[1] for d in question.callback_data]
+        assert found, f"no option {option_id!r} among {ids}"
+        update = self.fake.callback(
+            self.user_id, found[0], question.message_id, language_code=self.language
+        )
+        return texts(await self.send(update))
 
     async def upload(self, name: str, data: bytes, **kwargs: Any) -> str:
         update = self.fake.document(self.user_id, name, data, "application/pdf", **kwargs)
@@ -114,10 +126,10 @@ async def settle(fake: FakeBotApi, quiet: float = 0.12) -> None:
 
 async def consent(patient: Patient) -> None:
     await patient.command("/start")
-    await patient.press("No, not an emergency")
-    await patient.press("Continue")
-    await patient.press("I agree")
-    await patient.press("I agree")
+    await patient.choose("no")  # not an emergency
+    await patient.choose("continue")
+    await patient.choose("agree")  # health information
+    await patient.choose("agree")  # the transfer to China
 
 
 async def through_to_records(
@@ -127,22 +139,22 @@ async def through_to_records(
     timeline: str = "March 2024: tiredness\n2024-05-10: CT scan shows a liver lesion",
 ) -> None:
     await consent(patient)
-    await patient.press("For me")
-    await patient.press("A new or serious diagnosis")
-    await patient.press("Done")
-    for answer in ("No", "Yes", "Yes", "No", "No", "A review of the diagnosis or plan"):
-        await patient.press(answer)
-    await patient.press("Continue")
-    await patient.press("Cancer or a tumour")
-    await patient.press("Liver, bile duct")
+    await patient.choose("self")
+    await patient.choose("new_diagnosis")
+    await patient.choose("done")
+    for answer in ("no", "yes", "yes", "no", "no", "review"):
+        await patient.choose(answer)
+    await patient.choose("continue")
+    await patient.choose("oncology")
+    await patient.choose("hepatobiliary_gi")
     await patient.say(diagnosis)
-    for label in ("Should the pathology", "Is the stage right", "Is the planned order"):
-        await patient.press(label)
+    for question in ("q_pathology", "q_staging", "q_sequence"):
+        await patient.choose(question)
     if own_question is not None:
         await patient.say(own_question)
-    await patient.press("Done")
+    await patient.choose("done")
     await patient.say(timeline)
-    await patient.press("Done")
+    await patient.choose("done")
 
 
 WEBHOOK_SECRET = "s3cret-token"
