@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PACKAGES := bot handlers conversations records storage
 
-.PHONY: run install install-dev test lint typecheck i18n bench clean
+.PHONY: run install install-dev test test-fast lint typecheck i18n bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,20 @@ install-dev: $(DEV_STAMP)
 run: $(STAMP)
 	$(BIN)/huizhen run
 
+# Everything, one test at a time (as CI runs it).
 test: $(DEV_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The same checks without the tests marked slow (crash recovery, resilience, several workers,
+# fuzzing, the long property runs): minutes instead of most of an hour, for while you work.
+test-fast: $(DEV_STAMP) browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m "not slow"
 
 # The upload page's tests drive Debian's headless Chromium, and the case summary PDF needs the
 # Noto fonts (its tests read pages back with poppler-utils); install them where missing.

@@ -537,7 +537,8 @@ class EngineMachine(RuleBasedStateMachine):
 EngineMachine.TestCase.settings = settings(
     max_examples=200 * SCALE, stateful_step_count=60, deadline=None
 )
-TestEngineStateMachine = EngineMachine.TestCase
+# Some 30 s on a loaded two-core machine: slow.
+TestEngineStateMachine = pytest.mark.slow(EngineMachine.TestCase)
 
 
 # --- a cooperative patient always gets to the end -------------------------------------------
@@ -799,18 +800,12 @@ class PipelineMachine(RuleBasedStateMachine):
                 for row in conn.execute(select(c.user_key, c.step, c.locale, c.state_json))
             }
             jobs = conn.execute(select(job.c.user_key, job.c.payload_json, job.c.done_at)).all()
-            documents: dict[str, str] = dict(
-                conn.execute(select(document.c.file_id, document.c.case_id)).tuples().all()
-            )
-            consents: Counter[str] = Counter(
-                dict(
-                    conn.execute(
-                        select(consent.c.user_key, func.count()).group_by(consent.c.user_key)
-                    )
-                    .tuples()
-                    .all()
-                )
-            )
+            documents: dict[str, str] = {
+                file_id: case_id
+                for file_id, case_id in conn.execute(select(document.c.file_id, document.c.case_id))
+            }
+            per_user = select(consent.c.user_key, func.count()).group_by(consent.c.user_key)
+            consents = Counter[str]({user: n for user, n in conn.execute(per_user)})
             cases: dict[str, list[str]] = {}
             for case_user, case_id in conn.execute(select(case.c.user_key, case.c.id)):
                 cases.setdefault(case_user, []).append(case_id)
@@ -853,4 +848,5 @@ class PipelineMachine(RuleBasedStateMachine):
 PipelineMachine.TestCase.settings = settings(
     max_examples=30 * SCALE, stateful_step_count=30, deadline=None
 )
-TestPipelineStateMachine = PipelineMachine.TestCase
+# Some 25 s on a loaded two-core machine: slow.
+TestPipelineStateMachine = pytest.mark.slow(PipelineMachine.TestCase)

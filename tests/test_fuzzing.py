@@ -87,7 +87,7 @@ DEADLINE = timedelta(seconds=2)  # generous: a loaded two-core CI machine
 MEMORY_CAP = 64 * MiB
 
 # Hangs are caught by the deadline only once an input finishes; this ends a real one.
-pytestmark = pytest.mark.timeout(300 + 4 * EXAMPLES)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300 + 4 * EXAMPLES)]
 
 
 def fuzz(default_examples: int, deadline: timedelta = DEADLINE) -> settings:

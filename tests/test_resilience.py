@@ -53,8 +53,9 @@ from tests.telegram_fake import SENT_METHODS, FakeBotApi, Sent
 JSONDict = dict[str, Any]
 
 
-# The channel is what varies here; the databases have their own suites.
-pytestmark = pytest.mark.databases("sqlite")
+# Minutes of concurrent and failing deliveries: slow. The channel is what varies here; the
+# databases have their own suites.
+pytestmark = [pytest.mark.slow, pytest.mark.databases("sqlite")]
 
 
 def processed_keys(settings: Settings) -> list[str]:
@@ -79,7 +80,6 @@ PATIENTS_TWICE = 20
 LATE_SHARE = 0.3  # updates posted once more, a while later (the patient has moved on)
 
 
-@pytest.mark.slow
 def test_every_update_delivered_one_to_three_times_concurrently_and_late_has_one_effect(
     settings: Settings, library: str, tmp_path: Path
 ) -> None:
@@ -158,7 +158,6 @@ FAULT_SHARE = 0.2
 FAULTED_METHODS = (*SENT_METHODS, "answerCallbackQuery", "sendChatAction", "getUpdates")
 
 
-@pytest.mark.slow
 def test_a_fifth_of_telegrams_answers_429_or_5xx_and_every_message_arrives_once_in_order(
     settings: Settings, library: str, tmp_path: Path
 ) -> None:
@@ -236,7 +235,6 @@ def store_directly(app: App, updates: list[JSONDict], failures: list[BaseExcepti
         failures.append(error)
 
 
-@pytest.mark.slow
 def test_fifty_writers_on_one_sqlite_file_never_show_a_patient_a_locked_database(
     tmp_path: Path,
 ) -> None:
