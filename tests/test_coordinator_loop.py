@@ -147,7 +147,7 @@ def test_only_listed_coordinators_act_and_impossible_moves_are_refused(
     assert app.queue.list()[0].status == "submitted"
 
 
-def test_a_declined_case_is_told_kindly_with_the_reason(chat: Chat, app: App, cli) -> None:  # type: ignore[no-untyped-def]
+def test_a_declined_case_is_told_kindly_with_the_reason(chat: Chat, app: App, cli: Queue) -> None:
     reference = submitted(chat, app)
     assert cli("status", reference, "declined", "--reason", "needs_in_person", "--as", "900") == 0
     screen = deliver(chat)
@@ -156,7 +156,7 @@ def test_a_declined_case_is_told_kindly_with_the_reason(chat: Chat, app: App, cl
     assert "keep talking with your own doctors" in screen
 
 
-def test_reminders_go_out_when_due_and_never_twice(chat: Chat, app: App, cli) -> None:  # type: ignore[no-untyped-def]
+def test_reminders_go_out_when_due_and_never_twice(chat: Chat, app: App, cli: Queue) -> None:
     from datetime import timedelta
 
     reference = submitted(chat, app)

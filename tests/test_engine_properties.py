@@ -34,8 +34,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from sqlalchemy import Table, func, select
-from sqlmodel import SQLModel
+from sqlalchemy import func, select
 
 from bot.app import build_app
 from bot.config import load_settings
@@ -58,6 +57,7 @@ from conversations.step import Context
 from conversations.steps.records import current_item
 from conversations.transition import Transition, overlay_options, prompt_ref
 from storage.models import Case, ConsentRecord, Conversation, Document, Job, Outbox
+from tests.support.tables import table
 
 T = TypeVar("T")
 
@@ -656,11 +656,6 @@ class FakeOpener:
         if "bad" in source:
             raise OSError("cannot read")
         return io.BytesIO(source.encode())
-
-
-def table(model: type[SQLModel]) -> Table:
-    """The model's table, typed (SQLModel does not declare `__table__`)."""
-    return SQLModel.metadata.tables[str(model.__tablename__)]
 
 
 def _count(conn: Any, table: Any, *where: Any) -> int:

@@ -159,7 +159,8 @@ def test_declining_consent_ends_kindly_and_stores_no_health_data(chat: Chat, app
     assert state.consent_health is None and not state.draft.has_health_data()
     reply = chat.say("I have liver cancer")
     assert "Send /help" in reply
-    assert not app.pipeline.state_of(ConversationKey("console", "alice")).draft.has_health_data()  # type: ignore[union-attr]
+    state = app.pipeline.state_of(ConversationKey("console", "alice"))
+    assert state is not None and not state.draft.has_health_data()
 
 
 def test_declining_the_transfer_to_china_also_ends_kindly(chat: Chat, app: App) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,8 +100,8 @@ class Server:
         return app
 
 
-def _in_loop(loop: asyncio.AbstractEventLoop, work: Awaitable[Any]) -> Any:
-    future: Future[Any] = asyncio.run_coroutine_threadsafe(work, loop)  # type: ignore[arg-type]
+def _in_loop(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, Any]) -> Any:
+    future: Future[Any] = asyncio.run_coroutine_threadsafe(work, loop)
     return future.result(timeout=10)
 
 

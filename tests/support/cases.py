@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from bot.app import App
 from conversations.state import IntakeDraft, Question, RecordItem, TimelineEntry
@@ -98,7 +99,7 @@ def constructed_case(**changes: object) -> Case:
     )
 
 
-def document(item: str, name: str, kind: str = "pdf", **fields: object) -> DocumentRow:
+def document(item: str, name: str, kind: str = "pdf", **fields: Any) -> DocumentRow:
     return DocumentRow(
         file_id=f"f-{item}-{name}",
         case_id="case-1",
@@ -108,5 +109,5 @@ def document(item: str, name: str, kind: str = "pdf", **fields: object) -> Docum
         original_name=name,
         stored_at=NOW,
         kind=kind,
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
