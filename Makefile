@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PACKAGES := bot handlers conversations records storage
 
-.PHONY: run install install-dev test lint typecheck i18n bench clean
+.PHONY: run install install-dev test test-fast lint typecheck i18n bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,20 @@ install-dev: $(DEV_STAMP)
 run: $(STAMP) fonts
 	$(BIN)/huizhen run
 
+# Everything, one test at a time (as CI runs it).
 test: $(DEV_STAMP) fonts browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The same checks without the tests marked slow (crash recovery, resilience, several workers,
+# fuzzing, the long property runs): minutes instead of most of an hour, for while you work.
+test-fast: $(DEV_STAMP) fonts browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m "not slow"
 
 # Debian's packages, installed where missing (as root, or through sudo).
 APT_INSTALL = SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \

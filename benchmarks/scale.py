@@ -53,9 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import Engine, create_engine, text
 
 from storage.database import make_engine, migrate
-from tests.conftest import POSTGRES_ADMIN_URL
-from tests.telegram_fake import FakeBotApi
-from tests.test_workers import (
+from tests.support.postgres import POSTGRES_ADMIN_URL
+from tests.support.workers import (
     SCRIPT,
     Driver,
     DriveResult,
@@ -63,6 +62,7 @@ from tests.test_workers import (
     running_workers,
     unsent_rows,
 )
+from tests.telegram_fake import FakeBotApi
 
 DEFAULT_USERS = 1_000
 WARMUP_USERS = 20

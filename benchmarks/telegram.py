@@ -41,7 +41,7 @@ import pstats
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,7 +239,7 @@ class AiogramFakeSession(BaseSession):
 
     def __init__(self, api: FakeBotApi) -> None:
         super().__init__()
-        self.api = api
+        self.fake = api
 
     async def close(self) -> None:
         pass
@@ -251,7 +251,7 @@ class AiogramFakeSession(BaseSession):
             prepared = self.prepare_value(value, bot=bot, files=files)
             if prepared:
                 form[key] = prepared
-        raw = self.api.call(method.__api_method__, form)
+        raw = self.fake.call(method.__api_method__, form)
         response = self.check_response(bot=bot, method=method, status_code=200, content=raw)
         return response.result
 
@@ -600,7 +600,8 @@ async def reference(indices: list[int], steps: int, data_dir: Path) -> dict[int,
         for index in indices:
             user = SimUser(index, FIRST_USER_ID + index)
             key = str(user.user_id)
-            prompt_ref, ids = "", ()
+            prompt_ref = ""
+            ids: tuple[str, ...] = ()
             for n in range(steps):
                 kind, value = user.answer(prompt_ref, ids)
                 fields = {"command": "start"} if kind == InboundKind.COMMAND else {}
@@ -742,7 +743,7 @@ async def inline_threads(body: Callable[[], Awaitable[Any]]) -> Any:
     async def in_place(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
 
-    asyncio.to_thread = in_place  # type: ignore[assignment]
+    asyncio.to_thread = in_place
     try:
         return await body()
     finally:
@@ -755,7 +756,7 @@ class Timers:
     profiler, so no distortion); `process_time` counts the worker thread too, and the event
     loop is idle while the worker runs."""
 
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     undo: list[Callable[[], None]] = field(default_factory=list)
 
     def wrap(self, owner: Any, name: str, label: str) -> None:

@@ -5,7 +5,7 @@ for long runs by hand. atheris is not a project dependency:
     python -m tests.fuzz_atheris dicom -max_total_time=300 -timeout=2 -rss_limit_mb=1024
 
 Targets: telegram, wechat, zip, tar, dicom. An input fails when it raises anything but the
-errors the callers expect, or breaks one of the checks in tests/test_fuzzing.py (safe member
+errors the callers expect, or breaks one of the checks in tests/support/fuzz_checks.py (safe member
 paths, storable updates, no external entity fetched…); libFuzzer then saves it as crash-*.
 Without a corpus folder on the command line, one is made from the same seeds hypothesis uses.
 """
@@ -26,7 +26,7 @@ with atheris.instrument_imports(include=[*INSTRUMENTED, "telegram", "zipfile", "
     from bot.channels.wechat_runtime import MAX_BODY_BYTES
     from records.archives import safe_member_path
     from records.classify import FileKind
-    from tests import test_fuzzing as checks
+    from tests.support import fuzz_checks as checks
 
 
 def telegram(data: bytes) -> None:

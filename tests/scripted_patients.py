@@ -19,6 +19,7 @@ once, naming the patient and the message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import re
@@ -432,7 +433,7 @@ class LivePatient:
             self.updates += updates
             await push(updates)
             await self.fake.wait_for(
-                lambda end=end: self._caught_up(end),  # type: ignore[misc]
+                functools.partial(self._caught_up, end),
                 timeout=self.timeout,
                 what=f"patient {self.user_id}: replies {self.matched}..{end} of {len(expected)}",
             )

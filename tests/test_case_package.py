@@ -17,8 +17,8 @@ import pytest
 from bot.app import App
 from handlers.documents.case_package import SCHEMA, package_names, safe_parts, write_package
 from storage.documents import DocumentRow
-from tests.conftest import Chat
-from tests.test_summary import NOW, SubmittedCase, document, submit_oncology_case
+from tests.support.cases import NOW, SubmittedCase, document, submit_oncology_case
+from tests.support.console import Chat
 
 
 def sha256(data: bytes) -> str:

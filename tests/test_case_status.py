@@ -22,8 +22,7 @@ from conversations.case_status import (
 )
 from handlers.casework.desk import BUTTONS, STATUS_LABELS, Button, CoordinatorDesk
 from handlers.casework.operations import Actor
-from tests.conftest import make_chat
-from tests.test_review_and_cases import to_review
+from tests.support.console import make_chat, to_review
 
 COORDINATOR = "900"
 

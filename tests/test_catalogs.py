@@ -35,8 +35,9 @@ def source_messages() -> set[str]:
 
 
 def strings(message: Message) -> list[str]:
+    """The translation's forms; a missing one reads as "" (untranslated)."""
     value = message.string
-    return list(value) if isinstance(value, tuple | list) else [value]
+    return list(value) if isinstance(value, tuple | list) else [value or ""]
 
 
 @pytest.mark.parametrize("locale", SUPPORTED_LOCALES)

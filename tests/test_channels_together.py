@@ -21,9 +21,9 @@ from bot.channels.wechat_runtime import WEBHOOK_PATH
 from bot.config import Settings, load_settings
 from bot.runner import start_channels
 from bot.web import make_web_app
+from tests.support.telegram import COORDINATOR_CHAT, Patient, consent, fast
+from tests.support.wechat import APP_ID, SECRET, TOKEN, World
 from tests.telegram_fake import FakeBotApi
-from tests.test_telegram import COORDINATOR_CHAT, Patient, consent, fast
-from tests.test_wechat import APP_ID, SECRET, TOKEN, World
 from tests.wechat_fake import FakeWeChatApi, WeChatServer, random_aes_key
 
 # What "promptly" means here: well inside the fallback poll that catches a missed wake-up, so

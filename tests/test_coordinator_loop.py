@@ -14,14 +14,13 @@ from bot.app import App
 from bot.cli import main
 from bot.config import Settings
 from storage.models import CaseEvent, CoordinatorAction
-from tests.conftest import Chat
-from tests.test_review_and_cases import to_review
+from tests.support.console import Chat, to_review
 
 Queue = Callable[..., int]  # `huizhen queue …`, the `cli` fixture
 
 
 @pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> object:
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Queue:
     """`huizhen queue …` on the same database as the chat, as an operator would run it."""
     monkeypatch.setenv("DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
@@ -47,9 +46,9 @@ def deliver(chat: Chat) -> str:
 def test_the_whole_loop_from_submission_to_a_follow_up_question(
     chat: Chat,
     app: App,
-    cli,
+    cli: Queue,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     reference = submitted(chat, app)
     assert cli("claim", reference, "--as", "900") == 0
@@ -130,8 +129,8 @@ def test_the_whole_loop_from_submission_to_a_follow_up_question(
 def test_only_listed_coordinators_act_and_impossible_moves_are_refused(
     chat: Chat,
     app: App,
-    cli,
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    cli: Queue,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     reference = submitted(chat, app)
     assert cli("claim", reference, "--as", "777") == 1
@@ -147,7 +146,7 @@ def test_only_listed_coordinators_act_and_impossible_moves_are_refused(
     assert app.queue.list()[0].status == "submitted"
 
 
-def test_a_declined_case_is_told_kindly_with_the_reason(chat: Chat, app: App, cli) -> None:  # type: ignore[no-untyped-def]
+def test_a_declined_case_is_told_kindly_with_the_reason(chat: Chat, app: App, cli: Queue) -> None:
     reference = submitted(chat, app)
     assert cli("status", reference, "declined", "--reason", "needs_in_person", "--as", "900") == 0
     screen = deliver(chat)
@@ -156,7 +155,7 @@ def test_a_declined_case_is_told_kindly_with_the_reason(chat: Chat, app: App, cl
     assert "keep talking with your own doctors" in screen
 
 
-def test_reminders_go_out_when_due_and_never_twice(chat: Chat, app: App, cli) -> None:  # type: ignore[no-untyped-def]
+def test_reminders_go_out_when_due_and_never_twice(chat: Chat, app: App, cli: Queue) -> None:
     from datetime import timedelta
 
     reference = submitted(chat, app)
@@ -178,9 +177,9 @@ def test_reminders_go_out_when_due_and_never_twice(chat: Chat, app: App, cli) ->
 def test_an_export_is_written_by_the_cli_and_recorded(
     chat: Chat,
     app: App,
-    cli,
+    cli: Queue,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import shutil
     import subprocess
@@ -209,9 +208,9 @@ def test_an_export_is_written_by_the_cli_and_recorded(
 def test_terminal_escapes_in_a_patients_words_reach_the_cli_only_as_visible_text(
     chat: Chat,
     app: App,
-    cli,
+    cli: Queue,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """ESC ] 0 ; title BEL in a file name, a note or a follow-up would retitle (or worse) the
     coordinator's terminal, and U+202E would make a line read backwards: shown, never obeyed."""

@@ -50,8 +50,8 @@ from tests.scripted_patients import (
     make_patients,
     reference_run,
 )
+from tests.support.workers import free_ports, group_alive
 from tests.telegram_fake import SENT_METHODS, FakeBotApi, Sent
-from tests.test_workers import free_ports, group_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = int(os.environ.get("HUIZHEN_TEST_KILLS", "100"))

@@ -22,25 +22,21 @@ from conversations.state import ConversationKey
 from conversations.steps.screening import HEALTH_CONSENT_VERSION
 from handlers.casework.operations import Actor, CaseworkRefused
 from handlers.privacy.retention import RetentionReport
-from tests.conftest import Chat, make_chat
-from tests.telegram_fake import FakeBotApi
-from tests.test_intake_transcripts import consent
-from tests.test_review_and_cases import to_review
-from tests.test_telegram import (
+from tests.support import run
+from tests.support.console import Chat, consent, make_chat
+from tests.support.data_rights import DIAGNOSIS, LETTER, LETTER_NAME, _submitted_case_with_a_letter
+from tests.support.telegram import (
     COORDINATOR_CHAT,
     LIBRARIES,
     Patient,
-    run,
     telegram_settings,
     texts,
     through_to_records,
 )
-from tests.test_telegram import bot as telegram_bot
+from tests.support.telegram import bot as telegram_bot
+from tests.telegram_fake import FakeBotApi
 
 # Values only this patient gave: none may survive an erasure anywhere in the data folder.
-DIAGNOSIS = "Zebrafinch osteoma of the left tibia 7731"
-LETTER_NAME = "qwertyletter-8842.pdf"
-LETTER = b"%PDF-1.4 clinic letter UNIQUE-LETTER-CONTENT-5521 " + b"x" * 4000
 OPERATOR = Actor("operator", "cli")
 
 
@@ -49,20 +45,6 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """`huizhen …` commands run on the same database and folder as the chat."""
     monkeypatch.setenv("DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
-
-
-def _submitted_case_with_a_letter(chat: Chat, tmp_path: Path) -> None:
-    to_review(chat, DIAGNOSIS)
-    chat.press("Change records")
-    letter = tmp_path / LETTER_NAME
-    letter.write_bytes(LETTER)
-    chat.press("Send it now")
-    chat.say(str(letter))
-    chat.press("Done")
-    while chat.buttons[:1] == ["Send it now"]:
-        chat.press("I'll get it later")
-    chat.press("Continue to review")
-    chat.press("Submit the case")
 
 
 def _rows(app: App, table: str) -> int:
@@ -376,8 +358,8 @@ def test_on_wechat_the_copy_comes_as_a_private_download_link(tmp_path: Path) -> 
     from bot.config import load_settings
     from bot.download_page import DownloadPage
     from bot.web import make_web_app
-    from tests.test_wechat import run as run_wechat
-    from tests.test_wechat import wechat
+    from tests.support import run as run_wechat
+    from tests.support.wechat import wechat
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -148,7 +148,7 @@ def test_zip_members_read_as_streams(tmp_path: Path) -> None:
     files = write_series(tmp_path / "cd", count=3)
     archive = zip_files(tmp_path / "cd.zip", files, root=tmp_path)
     with zipfile.ZipFile(archive) as zipped:
-        numbers = set()
+        numbers: set[int | None] = set()
         for name in zipped.namelist():
             with zipped.open(name) as member:
                 numbers.add(read_instance(member).instance_number)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import os
@@ -41,19 +42,18 @@ from conversations.i18n import translator
 from conversations.state import ConversationKey
 from storage.models import Document
 from storage.uploads import UploadGrant, UploadState
-from tests.conftest import Chat, make_chat
-from tests.telegram_fake import FakeBotApi
-from tests.test_records_chat import to_imaging
-from tests.test_telegram import LIBRARIES, Patient, bot, consent, run, settle, telegram_settings
-from tests.test_upload_browser import (
-    _choose,
-    _require_browser,
-    _wait,
-    _wait_finished,
+from tests.support import run
+from tests.support.browser import (
+    choose_files,
     chromium,
+    require_browser,
     serving,
+    wait_finished,
+    wait_until,
 )
-from tests.test_upload_to_chat import upload_link_path
+from tests.support.console import Chat, make_chat, to_imaging, upload_link_path
+from tests.support.telegram import LIBRARIES, Patient, bot, consent, settle, telegram_settings
+from tests.telegram_fake import FakeBotApi
 
 ROOT = Path(__file__).resolve().parent.parent
 DISK_BYTES = 16 * 1024 * 1024
@@ -210,7 +210,8 @@ def test_a_chat_file_that_does_not_fit_is_refused_kindly_and_sent_again_later(
             for name, data in files.items():
                 reply = await patient.upload(name, data)
                 assert f"Received: {name}" in reply
-                said = await fake.wait_for(lambda name=name: refused(patient, name), timeout=20)
+                said = await fake.wait_for(functools.partial(refused, patient, name), timeout=20)
+                assert said is not None
                 assert "Please send it again a little later" in said
                 assert documents(app) == []
                 assert leftovers(disk.data_dir) == []
@@ -278,7 +279,8 @@ def test_an_update_the_full_disk_cannot_store_is_apologised_for_and_nothing_is_c
 
 def _intact(database: Path) -> bool:
     with contextlib.closing(sqlite3.connect(database)) as connection:
-        return connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        verdict: tuple[str, ...] | None = connection.execute("PRAGMA integrity_check").fetchone()
+        return verdict == ("ok",)
 
 
 # --- the upload page --------------------------------------------------------------------------
@@ -371,7 +373,7 @@ async def _page_scenario(app: App, chat: Chat, link: str, disk: SmallDisk) -> No
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    _require_browser()
+    require_browser()
     with chromium(tmp_path_factory.mktemp("chromium")) as driver:
         yield driver
 
@@ -387,7 +389,7 @@ def test_in_the_browser_the_page_says_so_and_finishes_by_itself_once_there_is_ro
         data = os.urandom(2 * disk.free())
         (tmp_path / "CT chest.zip").write_bytes(data)
         browser.get(server.link("case-full-disk"))
-        _choose(browser, "pick-files", [tmp_path / "CT chest.zip"])
+        choose_files(browser, "pick-files", [tmp_path / "CT chest.zip"])
 
         def item(b: webdriver.Chrome) -> tuple[str, str]:
             row = b.find_element(By.CSS_SELECTOR, "#files li")
@@ -395,8 +397,8 @@ def test_in_the_browser_the_page_says_so_and_finishes_by_itself_once_there_is_ro
             return row.get_attribute("data-state") or "", note
 
         said = translator("en")(STORE_FULL)
-        _wait(browser, lambda b: item(b) == ("retrying", said), "that the disk is full")
+        wait_until(browser, lambda b: item(b) == ("retrying", said), "that the disk is full")
         disk.release()
-        _wait_finished(browser)
+        wait_finished(browser)
         assert server.received("case-full-disk") == {"CT chest.zip": data}
         assert item(browser)[1] == "Arrived"

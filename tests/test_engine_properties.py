@@ -19,10 +19,10 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import hypothesis
 import pytest
@@ -57,6 +57,9 @@ from conversations.step import Context
 from conversations.steps.records import current_item
 from conversations.transition import Transition, overlay_options, prompt_ref
 from storage.models import Case, ConsentRecord, Conversation, Document, Job, Outbox
+from tests.support.tables import table
+
+T = TypeVar("T")
 
 # Passing, the file takes well under a minute. Failing, Hypothesis shrinks the example for up to
 # 5 minutes per test; the project-wide 300 s timeout would kill it before the shrunk example is
@@ -303,14 +306,14 @@ def check_transition(
     assert ids[: len(before_submitted)] == [(c.case_id, c.reference) for c in before_submitted]
     assert len(state.submitted) == len(before_submitted) + len(submissions)
     assert len(submissions) <= 1
-    for effect in submissions:
-        assert IntakeDraft.model_validate_json(effect.answers_json) == state.draft
-        assert effect.case_id == state.draft.case_id == state.submitted[-1].case_id
-        assert effect.case_id not in submitted_case_ids, "a case was submitted twice"
+    for submission in submissions:
+        assert IntakeDraft.model_validate_json(submission.answers_json) == state.draft
+        assert submission.case_id == state.draft.case_id == state.submitted[-1].case_id
+        assert submission.case_id not in submitted_case_ids, "a case was submitted twice"
         assert state.step == "submitted"
-        submitted_case_ids.add(effect.case_id)
+        submitted_case_ids.add(submission.case_id)
         notices = [e for e in transition.effects if isinstance(e, NotifyCoordinators)]
-        assert len(notices) == 1 and notices[0].notice.case_id == effect.case_id
+        assert len(notices) == 1 and notices[0].notice.case_id == submission.case_id
 
     # Files are only taken into the current case, each one kept in the draft.
     file_ids = {f.file_id for f in all_record_files(state.draft)}
@@ -324,7 +327,11 @@ def check_transition(
 
 # --- a patient who wants to finish ----------------------------------------------------------
 
-Pick = Callable[[Sequence[Any]], Any]
+
+class Pick(Protocol):
+    """Chooses one of the good answers offered."""
+
+    def __call__(self, items: Sequence[T], /) -> T: ...
 
 
 def cooperative_move(state: ConversationState | None, pick: Pick) -> dict[str, Any]:
@@ -476,14 +483,15 @@ class EngineMachine(RuleBasedStateMachine):
     )
     def press_anything(self, data: st.DataObject, choice_id: str, ref: str) -> None:
         """Old buttons, buttons from other questions, and made-up ids."""
-        if self.seen_choice_ids and data.draw(st.booleans()):
+        if len(self.seen_choice_ids) > 0 and data.draw(st.booleans()):
             choice_id = data.draw(st.sampled_from(sorted(self.seen_choice_ids)))
-        if self.seen_refs and data.draw(st.booleans()):
+        if len(self.seen_refs) > 0 and data.draw(st.booleans()):
             ref = data.draw(st.sampled_from(sorted(self.seen_refs)))
         before, shown = self.state, self.current_reply()
         transition = self.send(InboundKind.CHOICE, choice_id=choice_id, prompt_ref=ref)
         on_screen = shown is not None and ref == shown.prompt_ref
-        if before is not None and on_screen and choice_id not in {o.id for o in shown.options}:
+        offered = {o.id for o in shown.options} if shown is not None else set()
+        if before is not None and on_screen and choice_id not in offered:
             # Not a button on screen: refused, and nothing changes but a closed overlay.
             assert is_stale_reply(transition, before.locale)
             assert transition.state == before.model_copy(update={"overlay": None})
@@ -529,7 +537,8 @@ class EngineMachine(RuleBasedStateMachine):
 EngineMachine.TestCase.settings = settings(
     max_examples=200 * SCALE, stateful_step_count=60, deadline=None
 )
-TestEngineStateMachine = EngineMachine.TestCase
+# Some 30 s on a loaded two-core machine: slow.
+TestEngineStateMachine = pytest.mark.slow(EngineMachine.TestCase)
 
 
 # --- a cooperative patient always gets to the end -------------------------------------------
@@ -684,15 +693,14 @@ class PipelineMachine(RuleBasedStateMachine):
 
     def count_outbox(self) -> int:
         with self.app.engine.connect() as conn:
-            return _count(conn, Outbox.__table__)
+            return _count(conn, table(Outbox))
 
     def snapshot(self) -> dict[str, Any]:
         tables = (Outbox, Case, Job, Document, ConsentRecord, Conversation)
         with self.app.engine.connect() as conn:
-            counts = {t.__tablename__: _count(conn, t.__table__) for t in tables}
-            rows = conn.execute(
-                select(Conversation.__table__).order_by(Conversation.user_key)
-            ).all()
+            counts = {t.__tablename__: _count(conn, table(t)) for t in tables}
+            conversations = table(Conversation)
+            rows = conn.execute(select(conversations).order_by(conversations.c.user_key)).all()
         return {"counts": counts, "conversations": [tuple(r) for r in rows]}
 
     def send(self, user: str, **fields: Any) -> None:
@@ -779,30 +787,22 @@ class PipelineMachine(RuleBasedStateMachine):
     @invariant()
     def database_agrees_with_the_conversations(self) -> None:
         with self.app.engine.connect() as conn:
+            conversation, job, document = table(Conversation), table(Job), table(Document)
+            consent, case = table(ConsentRecord), table(Case)
+            c = conversation.c
             rows = {
                 row.user_key: row
-                for row in conn.execute(
-                    select(
-                        Conversation.user_key,
-                        Conversation.step,
-                        Conversation.locale,
-                        Conversation.state_json,
-                    )
-                )
+                for row in conn.execute(select(c.user_key, c.step, c.locale, c.state_json))
             }
-            jobs = conn.execute(select(Job.user_key, Job.payload_json, Job.done_at)).all()
-            documents = dict(conn.execute(select(Document.file_id, Document.case_id)).all())
-            consents = Counter(
-                dict(
-                    conn.execute(
-                        select(ConsentRecord.user_key, func.count()).group_by(
-                            ConsentRecord.user_key
-                        )
-                    ).all()
-                )
-            )
+            jobs = conn.execute(select(job.c.user_key, job.c.payload_json, job.c.done_at)).all()
+            documents: dict[str, str] = {
+                file_id: case_id
+                for file_id, case_id in conn.execute(select(document.c.file_id, document.c.case_id))
+            }
+            per_user = select(consent.c.user_key, func.count()).group_by(consent.c.user_key)
+            consents = Counter[str]({user: n for user, n in conn.execute(per_user)})
             cases: dict[str, list[str]] = {}
-            for case_user, case_id in conn.execute(select(Case.user_key, Case.id)):
+            for case_user, case_id in conn.execute(select(case.c.user_key, case.c.id)):
                 cases.setdefault(case_user, []).append(case_id)
         assert consents == +self.consents
         for user in USERS:
@@ -843,4 +843,5 @@ class PipelineMachine(RuleBasedStateMachine):
 PipelineMachine.TestCase.settings = settings(
     max_examples=30 * SCALE, stateful_step_count=30, deadline=None
 )
-TestPipelineStateMachine = PipelineMachine.TestCase
+# Some 25 s on a loaded two-core machine: slow.
+TestPipelineStateMachine = pytest.mark.slow(PipelineMachine.TestCase)

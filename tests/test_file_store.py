@@ -54,8 +54,8 @@ def test_a_file_reads_back_exactly_and_is_not_readable_on_disk(tmp_path: Path, s
     reads=st.lists(st.tuples(st.integers(0, 3 * CHUNK_SIZE), st.integers(0, 70_000)), max_size=8)
 )
 def test_random_access_reads_what_was_written(
-    tmp_path_factory: pytest.TempPathFactory, reads
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path_factory: pytest.TempPathFactory, reads: list[tuple[int, int]]
+) -> None:
     tmp_path = tmp_path_factory.mktemp("store")
     content = os.urandom(2 * CHUNK_SIZE + 1234)
     store = _store(tmp_path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.app import App
-from tests.conftest import make_chat
+from tests.support.console import make_chat
 
 
 def test_a_chinese_speaking_family_member_submits_a_case(app: App) -> None:

@@ -7,25 +7,12 @@ from pathlib import Path
 from bot.app import App
 from conversations.state import ConversationKey
 from storage.models import Case
-from tests.conftest import Chat, make_chat
-
-
-def consent(chat: Chat) -> None:
-    chat.say("/start")
-    chat.press("No, not an emergency")
-    chat.press("Continue")
-    chat.press("I agree")
-    assert "transferred to China" in chat.press("I agree") or True
-
-
-def through_fit(chat: Chat, reasons: tuple[str, ...], situation: tuple[str, ...]) -> str:
-    for reason in reasons:
-        chat.press(reason)
-    chat.press("Done")
-    reply = ""
-    for answer in situation:
-        reply = chat.press(answer)
-    return reply
+from tests.support.console import (
+    Chat,
+    consent,
+    make_chat,
+    through_fit,
+)
 
 
 def test_a_patient_goes_from_start_to_a_submitted_case(
@@ -34,88 +21,88 @@ def test_a_patient_goes_from_start_to_a_submitted_case(
     reply = chat.say("/start")
     assert "Hello, I'm Huizhen" in reply
     assert "chest pain" in reply
-    reply = chat.press("No, not an emergency")
+    reply = chat.choose("no")
     assert "I don't give a diagnosis" in reply
     assert "No particular doctor, hospital, treatment, timing or result can be promised" in reply
-    reply = chat.press("Continue")
+    reply = chat.choose("continue")
     assert "Do you agree that Huizhen may process this health information?" in reply
-    reply = chat.press("I agree")
+    reply = chat.choose("agree")
     assert "transferred to China" in reply
-    reply = chat.press("I agree")
+    reply = chat.choose("agree")
     assert "Who is this second opinion for?" in reply
-    reply = chat.press("For me")
+    reply = chat.choose("self")
     assert "Choose all that apply" in reply
-    reply = chat.press("A new or serious diagnosis")
+    reply = chat.choose("new_diagnosis")
     assert "✓ A new or serious diagnosis" in chat.buttons
-    chat.press("Major or irreversible treatment proposed")
-    reply = chat.press("Done")
+    chat.choose("major_treatment")
+    reply = chat.choose("done")
     assert "Has treatment for this already started?" in reply
-    chat.press("No")  # treatment started
-    chat.press("Yes")  # irreversible treatment proposed
-    chat.press("Yes")  # records at hand
-    chat.press("No")  # instant answer
-    chat.press("No")  # particular answer
-    reply = chat.press("A review of the diagnosis or plan")
+    chat.choose("no")  # treatment started
+    chat.choose("yes")  # irreversible treatment proposed
+    chat.choose("yes")  # records at hand
+    chat.choose("no")  # instant answer
+    chat.choose("no")  # particular answer
+    reply = chat.choose("review")
     assert "A remote second opinion looks like a good fit." in reply
     assert "Suggested: a remote record review." in reply
     assert "1 to 3 weeks" in reply and "7 to 14 days" in reply
     assert "not promises" in reply
-    reply = chat.press("Continue")
+    reply = chat.choose("continue")
     assert "Which area of medicine" in reply
-    chat.press("Cancer or a tumour")
-    reply = chat.press("Liver, bile duct, pancreas")
+    chat.choose("oncology")
+    reply = chat.choose("hepatobiliary_gi")
     assert "what diagnosis has been given so far" in reply
     reply = chat.say("Liver cancer, 4 cm, surgeons propose a resection")
     assert "What would you like the specialist to answer?" in reply
 
     reply = chat.say("what do you think?")
     assert "make it more specific" in reply
-    chat.press("Is the stage right")
+    chat.choose("q_staging")
     chat.say("Is a resection the best first step, or should I have chemotherapy first?")
-    reply = chat.press("Are there clinical trials")
+    reply = chat.choose("q_trials")
     assert "1. Is the stage right, based on my scans and pathology?" in reply
     assert "3. Are there clinical trials I might be eligible for?" in reply
-    chat.press("Change a question")
-    chat.press("Question 2")
+    chat.choose("edit")
+    chat.choose("edit:1")
     reply = chat.say("Is resection the best first step, or chemotherapy before surgery?")
     assert "2. Is resection the best first step, or chemotherapy before surgery?" in reply
-    chat.press("Is the planned order")
-    chat.press("Remove a question")
-    reply = chat.press("Question 4")
+    chat.choose("q_sequence")
+    chat.choose("remove")
+    reply = chat.choose("remove:3")
     assert "4. Is the planned order" not in reply
     assert "3. Are there clinical trials" in reply
-    reply = chat.press("Done")
+    reply = chat.choose("done")
     assert "one event per line" in reply
 
     reply = chat.say("2024-05-10: CT scan shows a liver lesion\nMarch 2024: tiredness, weight loss")
     assert reply.index("March 2024 — tiredness") < reply.index("2024-05-10 — CT scan")
     reply = chat.say("about June 2024: biopsy")
     assert "about June 2024 — biopsy" in reply
-    reply = chat.press("Done")
+    reply = chat.choose("done")
     assert "Records, item 1 of 11" in reply
     assert "Diagnosis reports and clinic letters (诊断报告 / 病历)" in reply
 
     report = tmp_path / "discharge-letter.pdf"
     report.write_bytes(b"%PDF-1.4 a letter")
-    chat.press("Send it now")
+    chat.choose("upload")
     reply = chat.say(str(report))
     assert "Received: discharge-letter.pdf" in reply
-    reply = chat.press("Done")
+    reply = chat.choose("done")
     assert "Records, item 2 of 11" in reply
     assert "Specialists need this one" in reply
-    chat.press("I'll get it later")  # imaging
+    chat.choose("later")  # imaging
     while "Records, item" in chat.transcript[-1]:
-        chat.press("Doesn't apply")
+        chat.choose("not_applicable")
     reply = chat.transcript[-1]
     assert "Readiness of your records for review" in reply
     assert "Scans as original files" in reply
     assert "我需要原始影像资料（DICOM格式）的光盘或电子版。" in reply
 
-    reply = chat.press("Continue to review")
+    reply = chat.choose("continue")
     assert "Your case" in reply
     assert "Diagnosis: Liver cancer, 4 cm" in reply
     assert "• March 2024 — tiredness" in reply
-    reply = chat.press("Submit the case")
+    reply = chat.choose("submit")
     assert "Your case has been submitted" in reply
     assert "[coordinators] New case HZ-" in reply
 
@@ -135,26 +122,26 @@ def test_a_patient_goes_from_start_to_a_submitted_case(
 
 def test_probably_not_now_is_said_honestly_and_the_patient_may_go_on(chat: Chat, app: App) -> None:
     consent(chat)
-    chat.press("For a family member or friend")
-    reply = chat.press("My parent")
+    chat.choose("family")
+    reply = chat.choose("parent")
     assert "answer about the patient" in chat.transcript[-2]
     assert "Choose all that apply" in reply
     reply = through_fit(
         chat,
-        ("Peace of mind about a clear plan",),
-        ("Yes", "No", "No", "Yes", "Yes", "Treatment in China"),
+        ("reassurance",),
+        ("yes", "no", "no", "yes", "yes", "treatment"),
     )
     assert "A remote second opinion is probably not the right step now." in reply
     assert "Without the actual records" in reply
     assert "A written review usually takes 7 to 14 days" in reply
     assert "Suggested: an in-person evaluation in China" in reply
     assert chat.buttons == ["Continue anyway", "Stop here for now"]
-    reply = chat.press("Stop here for now")
+    reply = chat.choose("stop")
     assert "Your answers are kept" in reply
     reply = chat.say("/start")
     assert "Welcome back" in reply
     assert "Continue anyway" in chat.buttons
-    reply = chat.press("Continue anyway")
+    reply = chat.choose("continue")
     assert "Which area of medicine" in reply
     state = app.pipeline.state_of(ConversationKey("console", "alice"))
     assert state is not None and state.draft.relationship == "parent"
@@ -162,9 +149,9 @@ def test_probably_not_now_is_said_honestly_and_the_patient_may_go_on(chat: Chat,
 
 def test_declining_consent_ends_kindly_and_stores_no_health_data(chat: Chat, app: App) -> None:
     chat.say("/start")
-    chat.press("No, not an emergency")
-    chat.press("Continue")
-    reply = chat.press("I don't agree")
+    chat.choose("no")
+    chat.choose("continue")
+    reply = chat.choose("decline")
     assert "That's completely fine" in reply
     assert "haven't stored any health information" in reply
     state = app.pipeline.state_of(ConversationKey("console", "alice"))
@@ -172,23 +159,24 @@ def test_declining_consent_ends_kindly_and_stores_no_health_data(chat: Chat, app
     assert state.consent_health is None and not state.draft.has_health_data()
     reply = chat.say("I have liver cancer")
     assert "Send /help" in reply
-    assert not app.pipeline.state_of(ConversationKey("console", "alice")).draft.has_health_data()  # type: ignore[union-attr]
+    state = app.pipeline.state_of(ConversationKey("console", "alice"))
+    assert state is not None and not state.draft.has_health_data()
 
 
 def test_declining_the_transfer_to_china_also_ends_kindly(chat: Chat, app: App) -> None:
     chat.say("/start")
-    chat.press("No, not an emergency")
-    chat.press("Continue")
-    chat.press("I agree")
-    reply = chat.press("I don't agree")
+    chat.choose("no")
+    chat.choose("continue")
+    chat.choose("agree")
+    reply = chat.choose("decline")
     assert "That's completely fine" in reply
     assert app.queue.list() == []
 
 
 def test_an_emergency_answer_gives_numbers_and_pauses_without_losing_the_case(chat: Chat) -> None:
     consent(chat)
-    chat.press("For me")
-    chat.press("A new or serious diagnosis")
+    chat.choose("self")
+    chat.choose("new_diagnosis")
     reply = chat.say("my father has chest pain right now and can't breathe")
     assert "get urgent help" in reply
     assert "China: 120" in reply and "999" in reply and "911" in reply and "112" in reply
@@ -196,7 +184,7 @@ def test_an_emergency_answer_gives_numbers_and_pauses_without_losing_the_case(ch
     assert chat.buttons == ["I'm safe now, continue"]
     reply = chat.say("hello?")
     assert "press the button" in reply
-    reply = chat.press("I'm safe now, continue")
+    reply = chat.choose("resume")
     assert "Choose all that apply" in reply
     assert "✓ A new or serious diagnosis" in chat.buttons
 
@@ -205,16 +193,14 @@ def test_a_past_event_that_sounds_alarming_is_kept_after_the_patient_says_they_a
     chat: Chat, app: App
 ) -> None:
     consent(chat)
-    chat.press("For me")
-    through_fit(
-        chat, ("A new or serious diagnosis",), ("No", "No", "Yes", "No", "No", "Not sure yet")
-    )
-    chat.press("Continue")
-    chat.press("Brain and nerves")
+    chat.choose("self")
+    through_fit(chat, ("new_diagnosis",), ("no", "no", "yes", "no", "no", "unsure"))
+    chat.choose("continue")
+    chat.choose("neurology")
     reply = chat.say("I had a stroke in 2023, now doctors propose surgery on an aneurysm")
     assert "get urgent help" in reply
     assert chat.buttons == ["I'm safe now, continue", "This is about the past, continue"]
-    reply = chat.press("I'm safe now, continue")
+    reply = chat.choose("resume")
     assert "What would you like the specialist to answer?" in reply
     state = app.pipeline.state_of(ConversationKey("console", "alice"))
     assert state is not None and state.draft.diagnosis is not None
@@ -279,17 +265,17 @@ def test_a_relative_can_say_the_alarm_was_about_the_past(chat: Chat, app: App) -
 
 def test_yes_on_the_emergency_screen_sends_to_emergency_care(chat: Chat) -> None:
     chat.say("/start")
-    reply = chat.press("Yes, or I'm not sure")
+    reply = chat.choose("yes")
     assert "China: 120" in reply
-    reply = chat.press("I'm safe now, continue")
+    reply = chat.choose("resume")
     assert "Here is what I do" in reply
 
 
 def test_back_returns_to_the_previous_question_and_keeps_answers(chat: Chat, app: App) -> None:
     consent(chat)
-    chat.press("For me")
-    chat.press("Doctors disagree")
-    chat.press("Done")
+    chat.choose("self")
+    chat.choose("conflicting_advice")
+    chat.choose("done")
     reply = chat.say("/back")
     assert "Choose all that apply" in reply
     assert "✓ Doctors disagree" in chat.buttons
@@ -303,14 +289,14 @@ def test_language_switch_mid_flow_rerenders_the_question_and_keeps_answers(
     chat: Chat, app: App
 ) -> None:
     consent(chat)
-    chat.press("For me")
-    chat.press("Doctors disagree")
+    chat.choose("self")
+    chat.choose("conflicting_advice")
     reply = chat.say("/language")
     assert "Which language" in reply
     assert chat.buttons[:2] == ["English", "中文 (简体)"]
     assert chat.buttons[-1] == "Cancel"
     assert "Deutsch" in chat.buttons and "русский" in chat.buttons
-    reply = chat.press("中文")
+    reply = chat.choose("lang:zh_Hans")
     assert "Choose all that apply" not in reply
     assert any(label.startswith("✓ ") for label in chat.buttons)
     state = app.pipeline.state_of(ConversationKey("console", "alice"))
@@ -323,15 +309,15 @@ def test_language_switch_mid_flow_rerenders_the_question_and_keeps_answers(
 
 def test_restart_asks_first_and_newcase_keeps_submitted_cases(chat: Chat, app: App) -> None:
     consent(chat)
-    chat.press("For me")
+    chat.choose("self")
     reply = chat.say("/restart")
     assert "Start again from the beginning?" in reply
-    reply = chat.press("No, keep my answers")
+    reply = chat.choose("cancel")
     assert "Choose all that apply" in reply
     chat.say("/restart")
-    reply = chat.press("Yes, start again")
+    reply = chat.choose("confirm")
     assert "is anyone having sudden, severe" in reply
-    reply = chat.press("No, not an emergency")
+    reply = chat.choose("no")
     # Consent belongs to the person: a fresh case does not ask for it again.
     assert "Who is this second opinion for?" in reply
 

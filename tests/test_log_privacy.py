@@ -20,25 +20,25 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.logs import JsonFormatter, configure_logging
 from handlers.casework.operations import Actor
 from storage.models import Document
 from tests.dicom_factory import write_series, zip_files
-from tests.telegram_fake import FakeBotApi
-from tests.test_logs import restored_logging
-from tests.test_telegram import (
+from tests.support import run
+from tests.support.logs import restored_logging
+from tests.support.telegram import (
     COORDINATOR_CHAT,
     LIBRARIES,
     Patient,
     bot,
-    run,
     settle,
     telegram_settings,
     texts,
     through_to_records,
 )
-from tests.test_wechat import SECRET, TOKEN, wechat
+from tests.support.wechat import SECRET, TOKEN, wechat
+from tests.telegram_fake import FakeBotApi
 
 # Shaped like a real bot token (digits, a colon, 35 characters), so the formatter's last line
 # of defence would recognise it too: the test looks for it in the raw records as well.
@@ -105,11 +105,6 @@ def production_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[Records]:
         yield records
 
 
-@pytest.fixture
-def sqlite(tmp_path: Path) -> Settings:
-    return load_settings({"DATA_DIR": str(tmp_path / "data")})
-
-
 async def answer(patient: Patient, question: str, label: str) -> None:
     """Press a button on an earlier message (a side question), as a person scrolling up."""
     fake = patient.fake
@@ -139,7 +134,7 @@ def assert_nothing_private(
 
 @pytest.mark.parametrize("library", LIBRARIES)
 def test_a_whole_telegram_intake_with_files_and_a_coordinator_logs_nothing_private(
-    sqlite: Settings,
+    sqlite_settings: Settings,
     library: str,
     tmp_path: Path,
     production_logs: Records,
@@ -155,7 +150,7 @@ def test_a_whole_telegram_intake_with_files_and_a_coordinator_logs_nothing_priva
         async with FakeBotApi(token=BOT_TOKEN) as fake:
             fake.add_chat(COORDINATOR_CHAT, "supergroup", "Coordinators")
             public = {"PUBLIC_BASE_URL": "https://huizhen.example"}
-            config = telegram_settings(sqlite, fake, library, **public)
+            config = telegram_settings(sqlite_settings, fake, library, **public)
             async with bot(config) as channel:
                 patient = Patient(fake, 601)
                 await through_to_records(
@@ -206,12 +201,12 @@ def test_a_whole_telegram_intake_with_files_and_a_coordinator_logs_nothing_priva
 
 
 def test_wechat_messages_and_a_picture_log_nothing_private(
-    sqlite: Settings, production_logs: Records, capfd: pytest.CaptureFixture[str]
+    sqlite_settings: Settings, production_logs: Records, capfd: pytest.CaptureFixture[str]
 ) -> None:
     planted = dict(PLANTED)
 
     async def scenario() -> None:
-        async with wechat(sqlite, PUBLIC_BASE_URL="https://huizhen.example") as world:
+        async with wechat(sqlite_settings, PUBLIC_BASE_URL="https://huizhen.example") as world:
             follower = world.follower(OPENID)
             await follower.follow(scene="clinic-7")
             await follower.consent()
@@ -250,14 +245,17 @@ def unsilenced_logs() -> Iterator[Records]:
 
 
 def test_without_silencing_the_libraries_would_log_the_token_and_what_patients_say(
-    sqlite: Settings, unsilenced_logs: Records
+    sqlite_settings: Settings, unsilenced_logs: Records
 ) -> None:
     """The control: the same kind of run with the libraries left at DEBUG does leak, so the
     tests above would notice a library that starts to. The JSON formatter still scrubs the
     token from those very lines."""
 
     async def scenario() -> None:
-        async with FakeBotApi(token=BOT_TOKEN) as fake, bot(telegram_settings(sqlite, fake, "ptb")):
+        async with (
+            FakeBotApi(token=BOT_TOKEN) as fake,
+            bot(telegram_settings(sqlite_settings, fake, "ptb")),
+        ):
             patient = Patient(fake, 602)
             await patient.command("/start")
             await patient.say(DIAGNOSIS)

@@ -8,33 +8,17 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from bot.config import ConfigError, load_settings
-from bot.logs import QUIET_LOGGERS, SILENT_LOGGERS, configure_logging, scrub
+from bot.logs import configure_logging, scrub
+from tests.support.logs import (
+    restored_logging,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def restored_logging() -> Iterator[None]:
-    """Whatever a test does to logging (configure_logging, levels, handlers) is undone."""
-    root = logging.getLogger()
-    named = [logging.getLogger(name) for name in (*QUIET_LOGGERS, *SILENT_LOGGERS)]
-    saved = (root.level, list(root.handlers), [(lg.level, lg.disabled) for lg in named])
-    try:
-        yield
-    finally:
-        root.setLevel(saved[0])
-        for handler in list(root.handlers):
-            if handler not in saved[1]:
-                root.removeHandler(handler)
-        for logger, (level, disabled) in zip(named, saved[2], strict=True):
-            logger.setLevel(level)
-            logger.disabled = disabled
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from bot.app import build_app
 from bot.cli import main
 from bot.config import Settings, load_settings
 from storage.database import SchemaOutdated, _config, make_engine, migrate
-from tests.conftest import _postgres_database
+from tests.support.postgres import fresh_postgres_database
 
 
 def _schema_differences(url: str) -> list[object]:
@@ -73,7 +73,7 @@ def test_postgresql_workers_refuse_an_old_schema_until_huizhen_migrate(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url = _postgres_database(request)
+    url = fresh_postgres_database(request)
     engine = make_engine(url)
     with engine.begin() as connection:
         command.downgrade(_config(connection), "0001")

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine
 
 from bot.app import App
 from bot.web import make_web_app
-from tests.conftest import Chat
+from tests.support.console import Chat
 
 METRICS_TOKEN = "scrape-token-of-sixteen-or-more"
 

@@ -23,6 +23,7 @@ from handlers.updates.delivery import (
 from storage.database import run_once
 from storage.models import Outbox
 from storage.outbox import LEASE, OutboxStore
+from tests.support.tables import table
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -41,7 +42,7 @@ def _queue(app: App, chats: list[str], per_chat: int) -> None:
         for chat in chats
     ]
     with app.engine.begin() as conn:
-        conn.execute(insert(Outbox.__table__), rows)  # type: ignore[attr-defined]
+        conn.execute(insert(table(Outbox)), rows)
 
 
 def test_two_senders_never_take_the_same_message_or_a_chat_out_of_order(app: App) -> None:
@@ -150,7 +151,7 @@ def test_a_round_that_sent_asks_for_another(app: App) -> None:
     """A full batch leaves the rest for the next round, which starts at once."""
     _queue(app, [f"chat-{n}" for n in range(DELIVERY_BATCH + 5)], per_chat=1)
     platform = _Platform("nobody", ConnectionError())
-    rounds = []
+    rounds: list[DeliveryReport] = []
     while not rounds or rounds[-1].more:
         rounds.append(asyncio.run(_round(app, platform, NOW)))
     assert [r.sent for r in rounds] == [DELIVERY_BATCH, 5, 0]

@@ -5,24 +5,8 @@ from __future__ import annotations
 import io
 import zlib
 
-from pypdf import PdfWriter
-from pypdf.generic import DictionaryObject, NameObject, TextStringObject
-
 from records.pdfs import inspect_pdf
-
-
-def pdf(*, user_password: str | None = None, owner_password: str = "", js: str = "") -> bytes:
-    writer = PdfWriter()
-    writer.add_blank_page(width=200, height=200)
-    if js:  # run when the document opens
-        writer.root_object[NameObject("/OpenAction")] = DictionaryObject(
-            {NameObject("/S"): NameObject("/JavaScript"), NameObject("/JS"): TextStringObject(js)}
-        )
-    if user_password is not None:
-        writer.encrypt(user_password, owner_password or "owner", algorithm="AES-128")
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+from tests.support.records import pdf
 
 
 def test_an_ordinary_pdf_is_neither_locked_nor_scripted() -> None:

@@ -15,7 +15,7 @@ from bot.config import Settings
 from conversations.events import Inbound, InboundKind
 from conversations.state import ConversationKey
 from storage.models import Outbox
-from tests.conftest import make_chat
+from tests.support.console import make_chat
 
 
 def outbox_rows(settings: Settings) -> int:
@@ -44,7 +44,7 @@ def test_a_new_process_resumes_each_conversation_at_its_step(settings: Settings)
         "import io, sys\n"
         "from bot.app import build_app\n"
         "from bot.config import load_settings\n"
-        "from tests.conftest import make_chat\n"
+        "from tests.support.console import make_chat\n"
         f"env = {{'DATA_DIR': {str(settings.data_dir)!r}, "
         f"'DATABASE_URL': {settings.database_url!r}}}\n"
         "app = build_app(load_settings(env))\n"

@@ -11,9 +11,7 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
-from pydicom.encaps import encapsulate
 from pydicom.uid import (
-    MPEG2MPML,
     ExplicitVRBigEndian,
     HTJ2KLossless,
     ImplicitVRLittleEndian,
@@ -37,17 +35,11 @@ from tests.dicom_factory import (
     corpus,
     ct_slice_hu,
     uid,
-    write_instance,
     write_report,
     write_series,
     write_truncated,
 )
-
-
-def slice_file(path: Path, **options: Any) -> Path:
-    return write_instance(
-        path, study_uid=uid("s"), series_uid=uid("r"), sop_uid=uid(path.name), **options
-    )
+from tests.support.records import mpeg2_video, slice_file
 
 
 def render(path: Path | str, **options: Any) -> np.ndarray[Any, Any]:
@@ -151,16 +143,6 @@ def test_a_report_has_no_preview(tmp_path: Path) -> None:
 
 def test_a_compression_without_a_decoder_is_reported_as_such(tmp_path: Path) -> None:
     assert unavailable(mpeg2_video(tmp_path / "video.dcm")) == PreviewProblem.NO_DECODER
-
-
-def mpeg2_video(path: Path) -> Path:
-    """An instance in MPEG-2 (a video syntax no installed decoder reads)."""
-    dataset = pydicom.dcmread(slice_file(path))
-    dataset.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(100)])
-    dataset["PixelData"].VR = "OB"
-    dataset.file_meta.TransferSyntaxUID = MPEG2MPML
-    dataset.save_as(path, enforce_file_format=True)
-    return path
 
 
 @pytest.mark.parametrize(

@@ -28,12 +28,10 @@ from bot.web import make_web_app
 from conversations.state import ConversationKey, RecordFile
 from conversations.steps.records import MAX_FILES_PER_CASE
 from storage.uploads import UploadGrant, UploadState
-from tests.conftest import Chat, make_chat
 from tests.dicom_factory import write_series
-from tests.test_data_rights import LETTER, LETTER_NAME, _submitted_case_with_a_letter
-from tests.test_records_chat import documents, to_imaging
-from tests.test_upload_to_chat import upload_link_path
-from tests.test_uploads import Site, serve
+from tests.support.console import Chat, documents, make_chat, to_imaging, upload_link_path
+from tests.support.data_rights import LETTER, LETTER_NAME, _submitted_case_with_a_letter
+from tests.support.uploads import Site, serve
 
 MARKER = b"UNIQUE-SCAN-CONTENT-90210 "
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pillow_heif
 import pytest
 from PIL import Image
-from sqlmodel import Session, select
 
 from bot.app import App, build_app
 from bot.config import Settings, load_settings
+from conversations.state import ConversationKey
+from conversations.steps.records import current_item
 from records.checklist import ITEMS
-from storage.models import Document
-from tests.conftest import Chat, make_chat
 from tests.dicom_factory import (
     DEFAULT_STUDY_DATE,
     corpus,
@@ -30,36 +29,15 @@ from tests.dicom_factory import (
     write_truncated,
     zip_files,
 )
-from tests.test_intake_transcripts import consent, through_fit
-from tests.test_pdfs import pdf
-from tests.test_previews import mpeg2_video
+from tests.support.console import (
+    Chat,
+    documents,
+    make_chat,
+    to_imaging,
+)
+from tests.support.records import mpeg2_video, pdf
 
 TODAY = datetime.now(UTC).date()
-
-
-def to_imaging(chat: Chat) -> str:
-    """An oncology case, at the checklist item for scans, ready to send files."""
-    consent(chat)
-    chat.press("For me")
-    through_fit(chat, ("A new or serious diagnosis",), ("No", "Yes", "Yes", "No", "No"))
-    chat.press("A review of the diagnosis or plan")
-    chat.press("Continue")
-    chat.press("Cancer or a tumour")
-    chat.press("Another solid tumour")
-    chat.say("Lung adenocarcinoma, 3 cm, surgery proposed")
-    for _ in range(3):
-        chat.press(chat.buttons[0])
-    chat.press("Done")
-    chat.say("2026-08: cough and weight loss")
-    chat.press("Done")
-    while "Scans as original files" not in chat.transcript[-1]:
-        chat.press("I'll get it later")
-    return chat.press("Send it now")
-
-
-def documents(app: App) -> list[Document]:
-    with Session(app.engine) as session:
-        return list(session.exec(select(Document)).all())
 
 
 def stored_files(app: App) -> list[Path]:
@@ -67,12 +45,10 @@ def stored_files(app: App) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and p.parent.name != "incoming"]
 
 
-def ct_zip(
-    tmp_path: Path, *, count: int = 12, study_date: date | None = None, **kw: object
-) -> Path:
+def ct_zip(tmp_path: Path, *, count: int = 12, study_date: date | None = None) -> Path:
     folder = tmp_path / "cd"
     files = write_series(
-        folder / "DICOM", count=count, study_date=study_date or TODAY - timedelta(days=20), **kw
+        folder / "DICOM", count=count, study_date=study_date or TODAY - timedelta(days=20)
     )
     return zip_files(tmp_path / "ct.zip", files, root=folder)
 
@@ -168,7 +144,10 @@ def test_a_report_sent_outside_the_checklist_is_sorted_with_buttons(
     reply = chat.press("Pathology report")
     assert "pathology.pdf is now under: Pathology report" in reply
     # The intake question is still there to answer: the side question did not move it.
-    assert "Scans as original files" in chat.transcript[-3] or chat.buttons
+    state = app.pipeline.state_of(ConversationKey("console", "alice"))
+    assert state is not None and state.step == "records"
+    item = current_item(state)
+    assert item is not None and item.id == "imaging"
 
 
 @pytest.mark.parametrize(
@@ -182,16 +161,16 @@ def test_a_report_sent_outside_the_checklist_is_sorted_with_buttons(
     ids=["zip-bomb", "climbing-zip", "empty", "program-in-preamble"],
 )
 def test_harmful_or_empty_files_are_refused_and_nothing_is_kept(
-    chat: Chat, app: App, tmp_path: Path, make: object, expected: str
+    chat: Chat, app: App, tmp_path: Path, make: Callable[[Path], Path], expected: str
 ) -> None:
     to_imaging(chat)
-    path = make(tmp_path)  # type: ignore[operator]
+    path = make(tmp_path)
     reply = chat.say(str(path))
     assert expected in reply
     assert documents(app) == []
     assert stored_files(app) == []
-    # And the conversation goes on.
-    assert "Readiness" in chat.press("Done") or chat.buttons
+    # And the conversation goes on, to the next item of the checklist.
+    assert "Records, item 3 of" in chat.choose("done")
 
 
 @pytest.mark.parametrize(
@@ -204,10 +183,10 @@ def test_harmful_or_empty_files_are_refused_and_nothing_is_kept(
     ids=["random-bytes-named-dcm", "truncated", "deeply-nested"],
 )
 def test_broken_scan_files_are_explained_and_kept_for_the_coordinator(
-    chat: Chat, app: App, tmp_path: Path, make: object, expected: str
+    chat: Chat, app: App, tmp_path: Path, make: Callable[[Path], Path], expected: str
 ) -> None:
     to_imaging(chat)
-    path = make(tmp_path)  # type: ignore[operator]
+    path = make(tmp_path)
     reply = chat.say(str(path))
     assert expected in reply
     assert len(documents(app)) == 1 and documents(app)[0].problem

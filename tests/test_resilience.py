@@ -34,11 +34,9 @@ from tests.scripted_patients import (
     make_patients,
     reference_run,
 )
-from tests.telegram_fake import SENT_METHODS, FakeBotApi, Sent
-from tests.test_telegram import (
+from tests.support.telegram import (
     COORDINATOR,
     COORDINATOR_CHAT,
-    LIBRARIES,
     WEBHOOK_SECRET,
     Patient,
     bot,
@@ -48,20 +46,16 @@ from tests.test_telegram import (
     webhook,
     webhook_settings,
 )
-from tests.test_workers import SCRIPT, Driver, check, make_users, running_workers
-from tests.test_workers import reference_run as workers_reference
+from tests.support.workers import SCRIPT, Driver, check, make_users, running_workers
+from tests.support.workers import reference_run as workers_reference
+from tests.telegram_fake import SENT_METHODS, FakeBotApi, Sent
 
 JSONDict = dict[str, Any]
 
 
-@pytest.fixture(params=LIBRARIES)
-def library(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings({"DATA_DIR": str(tmp_path / "data")})
+# Minutes of concurrent and failing deliveries: slow. The channel is what varies here; the
+# databases have their own suites.
+pytestmark = [pytest.mark.slow, pytest.mark.databases("sqlite")]
 
 
 def processed_keys(settings: Settings) -> list[str]:
@@ -86,7 +80,6 @@ PATIENTS_TWICE = 20
 LATE_SHARE = 0.3  # updates posted once more, a while later (the patient has moved on)
 
 
-@pytest.mark.slow
 def test_every_update_delivered_one_to_three_times_concurrently_and_late_has_one_effect(
     settings: Settings, library: str, tmp_path: Path
 ) -> None:
@@ -165,7 +158,6 @@ FAULT_SHARE = 0.2
 FAULTED_METHODS = (*SENT_METHODS, "answerCallbackQuery", "sendChatAction", "getUpdates")
 
 
-@pytest.mark.slow
 def test_a_fifth_of_telegrams_answers_429_or_5xx_and_every_message_arrives_once_in_order(
     settings: Settings, library: str, tmp_path: Path
 ) -> None:
@@ -243,7 +235,6 @@ def store_directly(app: App, updates: list[JSONDict], failures: list[BaseExcepti
         failures.append(error)
 
 
-@pytest.mark.slow
 def test_fifty_writers_on_one_sqlite_file_never_show_a_patient_a_locked_database(
     tmp_path: Path,
 ) -> None:

@@ -2,70 +2,56 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot.app import App
-from tests.conftest import Chat
-from tests.test_intake_transcripts import consent, through_fit
-
-
-def to_review(
-    chat: Chat, diagnosis: str = "Lumbar disc herniation L4-L5, a fusion operation is proposed"
-) -> str:
-    consent(chat)
-    chat.press("For me")
-    through_fit(chat, ("Doctors disagree",), ("No", "Yes", "Yes", "No", "No", "Not sure yet"))
-    chat.press("Continue")
-    chat.press("Spine, bones and joints")
-    chat.say(diagnosis)
-    for _ in range(3):
-        chat.press(chat.buttons[0])
-    chat.press("Done")
-    chat.say("2025-09: back pain and leg numbness")
-    chat.press("Done")
-    while chat.buttons[:1] == ["Send it now"]:
-        chat.press("I'll get it later")
-    return chat.press("Continue to review")
+from tests.support.console import (
+    Chat,
+    consent,
+    to_review,
+)
 
 
 def test_editing_a_section_returns_to_the_review(chat: Chat) -> None:
     reply = to_review(chat)
     assert "Your case" in reply and "Please check everything" in reply
-    reply = chat.press("Change questions")
+    reply = chat.choose("edit_questions")
     assert "What would you like the specialist to answer?" in reply
-    chat.press("Remove a question")
-    chat.press("Question 1")
+    chat.choose("remove")
+    chat.choose("remove:0")
     chat.say("Is fusion necessary at my age, or can physiotherapy come first?")
-    reply = chat.press("Done")
+    reply = chat.choose("done")
     assert "Please check everything" in reply
     assert "3. Is fusion necessary at my age" in reply
 
-    reply = chat.press("Change who it's for")
+    reply = chat.choose("edit_who")
     assert "Who is this second opinion for?" in reply
-    chat.press("For a family member or friend")
-    reply = chat.press("My spouse or partner")
+    chat.choose("family")
+    reply = chat.choose("partner")
     assert "Please check everything" in reply
     assert "For a family member or friend: My spouse or partner" in reply
 
-    chat.press("Change timeline")
+    chat.choose("edit_timeline")
     chat.say("2025-11-02: MRI of the lumbar spine")
-    reply = chat.press("Done")
+    reply = chat.choose("done")
     assert "Please check everything" in reply
     assert reply.index("2025-09 — back pain") < reply.index("2025-11-02 — MRI")
 
 
-def test_editing_records_walks_the_checklist_again_then_returns(chat: Chat, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_editing_records_walks_the_checklist_again_then_returns(chat: Chat, tmp_path: Path) -> None:
     to_review(chat)
-    reply = chat.press("Change records")
+    reply = chat.choose("edit_records")
     assert "Records, item 1 of" in reply
     letter = tmp_path / "letter.pdf"
     letter.write_bytes(b"%PDF-1.4 clinic letter")
-    chat.press("Send it now")
+    chat.choose("upload")
     chat.say(str(letter))
-    chat.press("Done")
+    chat.choose("done")
     while chat.buttons[:1] == ["Send it now"]:
-        chat.press("I'll get it later")
+        chat.choose("later")
     reply = chat.transcript[-1]
     assert "Readiness of your records for review" in reply
-    reply = chat.press("Continue to review")
+    reply = chat.choose("continue")
     assert "Diagnosis reports and clinic letters: sent (1 file)" in reply
 
 
@@ -73,7 +59,7 @@ def test_after_submission_status_shows_the_reference_and_newcase_starts_again(
     chat: Chat, app: App
 ) -> None:
     to_review(chat)
-    chat.press("Submit the case")
+    chat.choose("submit")
     reference = app.queue.list()[0].reference
     reply = chat.say("/status")
     assert f"Case {reference}, submitted on" in reply
@@ -82,7 +68,7 @@ def test_after_submission_status_shows_the_reference_and_newcase_starts_again(
     assert "already submitted" in reply
     reply = chat.say("/newcase")
     assert "is anyone having sudden" in reply
-    reply = chat.press("No, not an emergency")
+    reply = chat.choose("no")
     assert "Who is this second opinion for?" in reply
     assert f"Case {reference}" in chat.say("/status")
     assert len(app.queue.list()) == 1
@@ -90,27 +76,27 @@ def test_after_submission_status_shows_the_reference_and_newcase_starts_again(
 
 def test_newcase_in_the_middle_of_a_case_asks_first(chat: Chat) -> None:
     consent(chat)
-    chat.press("For me")
+    chat.choose("self")
     reply = chat.say("/newcase")
     assert "has not been submitted" in reply
-    reply = chat.press("No, keep my answers")
+    reply = chat.choose("cancel")
     assert "Choose all that apply" in reply
 
 
 def test_stopping_while_changing_the_fit_from_the_review_really_stops(chat: Chat) -> None:
     to_review(chat)
-    chat.press("Change reasons and situation")
-    chat.press("Doctors disagree")  # untick: no strong reason left
-    chat.press("Done")
-    for answer in ("Yes", "No", "No", "Yes", "Yes"):
-        chat.press(answer)
-    reply = chat.press("Treatment in China")
+    chat.choose("edit_fit")
+    chat.choose("conflicting_advice")  # untick: no strong reason left
+    chat.choose("done")
+    for answer in ("yes", "no", "no", "yes", "yes"):
+        chat.choose(answer)
+    reply = chat.choose("treatment")
     assert "probably not the right step now" in reply
-    reply = chat.press("Stop here for now")
+    reply = chat.choose("stop")
     assert "Your answers are kept" in reply
     reply = chat.say("/start")
     assert "Continue anyway" in chat.buttons
-    reply = chat.press("Continue anyway")
+    reply = chat.choose("continue")
     assert "Please check everything" in reply
 
 

@@ -1,4 +1,4 @@
-from tests.conftest import Chat
+from tests.support.console import Chat
 
 
 def test_start_shows_the_emergency_screen(chat: Chat) -> None:

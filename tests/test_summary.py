@@ -5,15 +5,13 @@ chat, with real files through the real worker."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 from bot.app import App
 from conversations.fit import REASONS, VERDICT_TITLES
 from conversations.i18n import Translator, translator
 from conversations.questions import ALL_SUGGESTIONS
-from conversations.state import IntakeDraft, Question, RecordItem, TimelineEntry
 from conversations.steps.records import item_title
 from handlers.documents.summary import (
     NOT_COLLECTED,
@@ -27,68 +25,19 @@ from handlers.documents.summary import (
     build_summary,
 )
 from records.checklist import AREAS, CHECKLISTS, ITEMS, ONCOLOGY_KINDS
-from storage.documents import DocumentRow
-from storage.models import Case
-from tests.conftest import Chat
-from tests.dicom_factory import write_series, zip_files
-from tests.test_intake_transcripts import consent, through_fit
+from tests.support.cases import (
+    DIAGNOSIS,
+    NOW,
+    OWN_QUESTION,
+    RELATION,
+    TIMELINE,
+    constructed_case,
+    document,
+    submit_oncology_case,
+)
+from tests.support.console import Chat
 
-NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 ZH, EN = translator("zh_Hans"), translator("en")
-
-RELATION = "мой дядя Иван"
-DIAGNOSIS = "Рак лёгкого 3 см; سرطان الرئة المبكر; 肺腺癌"
-OWN_QUESTION = "Нужна ли операция сейчас или сначала химиотерапия?"
-TIMELINE = ("2026-03: кашель и потеря веса", "2026-05-10: КТ грудной клетки, узел 3 см")
-
-
-@dataclass
-class SubmittedCase:
-    case: Case
-    documents: list[DocumentRow]
-    letter: Path
-    scans: list[Path]
-
-
-def submit_oncology_case(chat: Chat, app: App, tmp_path: Path) -> SubmittedCase:
-    """A relative prepares a lung cancer case in the chat: free text in Russian, Arabic and
-    Chinese, a clinic letter, and a zipped CT study sent as a hospital CD holds it."""
-    consent(chat)
-    chat.press("For a family member or friend")
-    chat.say(RELATION)
-    through_fit(chat, ("A new or serious diagnosis",), ("No", "Yes", "Yes", "No", "No"))
-    chat.press("A review of the diagnosis or plan")
-    chat.press("Continue")
-    chat.press("Cancer or a tumour")
-    chat.press("Another solid tumour")
-    chat.say(DIAGNOSIS)
-    chat.press(chat.buttons[0])
-    chat.press(chat.buttons[0])
-    chat.say(OWN_QUESTION)
-    chat.press("Done")
-    for line in TIMELINE:
-        chat.say(line)
-    chat.press("Done")
-
-    letter = tmp_path / "clinic-letter.pdf"
-    letter.write_bytes(b"%PDF-1.4\n% a letter from the clinic\n")
-    chat.press("Send it now")  # diagnosis reports and clinic letters
-    chat.say(str(letter))
-    chat.press("Done")
-    chat.press("Send it now")  # scans as original files
-    scans = write_series(
-        tmp_path / "cd" / "DICOM", count=6, study_date=date(2026, 5, 10), seed="summary"
-    )
-    reply = chat.say(str(zip_files(tmp_path / "ct.zip", scans, root=tmp_path / "cd")))
-    assert "Is this the scan you meant?" in reply
-    chat.press("Yes, that's it")
-    chat.press("Done")
-    while chat.buttons[:1] == ["Send it now"]:
-        chat.press("I'll get it later")
-    chat.press("Continue to review")
-    chat.press("Submit the case")
-    case = app.queue.list()[0]
-    return SubmittedCase(case, app.documents.for_case(case.id), letter, scans)
 
 
 def section(half: Half, section_id: str) -> Section:
@@ -195,49 +144,6 @@ def _title(t: Translator, item_id: str) -> str:
 
 
 # --- built from rows directly: what changes with a translation, with documents ----------------
-
-
-def constructed_case(**changes: object) -> Case:
-    draft = IntakeDraft(
-        case_id="case-1",
-        for_whom="self",
-        fit_reasons=["conflicting_advice"],
-        situation={"treatment_started": "yes", "goal": "treatment"},
-        area="cardiovascular",
-        diagnosis="Стеноз аортального клапана",
-        questions=[Question(text="Можно ли обойтись без операции на открытом сердце?")],
-        timeline=[TimelineEntry(when="2025", sort_key="2025-00-00", what="одышка при ходьбе")],
-        records={"labs": RecordItem(status="not_applicable")},
-    ).model_copy(update=changes)
-    return Case(
-        id="case-1",
-        reference="HZ-2026-TEST",
-        channel="console",
-        user_key="u",
-        chat_key="u",
-        status="in_review",
-        locale="ru",
-        area="cardiovascular",
-        verdict="possible_fit",
-        readiness=0,
-        answers_json=draft.model_dump_json(),
-        submitted_at=NOW,
-        updated_at=NOW,
-    )
-
-
-def document(item: str, name: str, kind: str = "pdf", **fields: object) -> DocumentRow:
-    return DocumentRow(
-        file_id=f"f-{item}-{name}",
-        case_id="case-1",
-        item=item,
-        sha256="0" * 64,
-        size=10,
-        original_name=name,
-        stored_at=NOW,
-        kind=kind,
-        **fields,  # type: ignore[arg-type]
-    )
 
 
 def test_a_coordinators_translation_is_shown_beside_the_patients_words() -> None:

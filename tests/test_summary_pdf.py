@@ -20,8 +20,8 @@ from handlers.documents import summary_pdf
 from handlers.documents.summary import SECTIONS, build_summary
 from handlers.documents.summary_html import render_html
 from handlers.documents.summary_pdf import FontsMissing, render_pdf
-from tests.conftest import Chat
-from tests.test_summary import NOW, constructed_case, document, submit_oncology_case
+from tests.support.cases import NOW, constructed_case, document, submit_oncology_case
+from tests.support.console import Chat
 
 PAGE_ONE_PNG = Path("/tmp/summary_page1.png")
 HEADING_ZH = {spec.id: spec.title_zh for spec in SECTIONS}

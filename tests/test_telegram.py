@@ -6,172 +6,42 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from aiohttp import web
 from sqlalchemy import text
 from sqlmodel import Session, select
 
 from bot.app import build_app
-from bot.channels.telegram_base import RateLimiter
-from bot.channels.telegram_runtime import TelegramChannel
-from bot.config import Settings, load_settings
-from bot.runner import telegram_client
-from bot.web import SECRET_HEADER, TELEGRAM_WEBHOOK_PATH, make_web_app
+from bot.config import Settings
 from conversations.state import ConversationKey
 from handlers.casework.operations import Actor
 from handlers.updates import pipeline as pipeline_module
-from storage.models import CoordinatorAction, Document, UploadToken
+from storage.models import CoordinatorAction, UploadToken
 from tests.dicom_factory import write_series, zip_files
-from tests.telegram_fake import FakeBotApi, Sent
+from tests.support import run
+from tests.support.telegram import (
+    COORDINATOR,
+    COORDINATOR_CHAT,
+    STRANGER,
+    WEBHOOK_SECRET,
+    Patient,
+    bot,
+    consent,
+    documents,
+    settle,
+    telegram_settings,
+    texts,
+    through_to_records,
+    webhook,
+    webhook_settings,
+)
+from tests.telegram_fake import FakeBotApi
 
-T = TypeVar("T")
-COORDINATOR_CHAT = -1001234567890
-COORDINATOR = 900
-STRANGER = 901
-LIBRARIES = ("ptb", "aiogram")
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(scenario())
-
-
-def telegram_settings(base: Settings, fake: FakeBotApi, library: str, **extra: str) -> Settings:
-    env = {
-        "DATA_DIR": str(base.data_dir),
-        "DATABASE_URL": base.database_url,
-        "TELEGRAM_BOT_TOKEN": fake.token,
-        "TELEGRAM_API_BASE_URL": fake.base_url,
-        "TELEGRAM_LIBRARY": library,
-        "COORDINATOR_CHAT_ID": str(COORDINATOR_CHAT),
-        "COORDINATOR_IDS": str(COORDINATOR),
-        **extra,
-    }
-    return load_settings(env)
-
-
-# Telegram's real pace (one message a second per chat) would make each scenario take minutes;
-# the limiter itself has its own test.
-def fast() -> RateLimiter:
-    return RateLimiter(per_chat=(1000.0, 1000.0), per_group=(1000.0, 1000.0))
-
-
-@asynccontextmanager
-async def bot(
-    settings: Settings, polling: bool = True, limiter: RateLimiter | None = None
-) -> AsyncIterator[TelegramChannel]:
-    app = build_app(settings)
-    channel = TelegramChannel(app, telegram_client(settings), limiter or fast())
-    await channel.start(polling=polling)
-    try:
-        yield channel
-    finally:
-        await channel.stop()
-        app.close()
-
-
-class Patient:
-    """A Telegram user: sends updates through the fake and reads what the bot sent back."""
-
-    def __init__(self, fake: FakeBotApi, user_id: int, language: str = "en") -> None:
-        self.fake = fake
-        self.user_id = user_id
-        self.language = language
-
-    async def send(self, update: dict[str, Any]) -> list[Sent]:
-        before = len(self.fake.sent(self.user_id))
-        self.fake.push_update(update)
-        await self.fake.wait_for_sent(self.user_id, before + 1, timeout=10)
-        await settle(self.fake)
-        return self.fake.sent(self.user_id)[before:]
-
-    async def say(self, text: str) -> str:
-        update = self.fake.text_message(self.user_id, text, language_code=self.language)
-        return texts(await self.send(update))
-
-    async def command(self, command: str, payload: str | None = None) -> str:
-        update = self.fake.command(
-            self.user_id, command, payload=payload, language_code=self.language
-        )
-        return texts(await self.send(update))
-
-    def question(self) -> Sent:
-        """The message that carries the current buttons (the last one with a keyboard)."""
-        with_buttons = [s for s in self.fake.sent(self.user_id) if s.inline_keyboard]
-        assert with_buttons, "the bot has shown no buttons yet"
-        latest = with_buttons[-1]
-        message = self.fake.message(self.user_id, latest.message_id)
-        assert message is not None
-        return Sent(**{**latest.__dict__, "message": message})
-
-    async def press(self, label: str) -> str:
-        return texts(await self.send(self.fake.press(self.question(), label)))
-
-    async def upload(self, name: str, data: bytes, **kwargs: Any) -> str:
-        update = self.fake.document(self.user_id, name, data, "application/pdf", **kwargs)
-        return texts(await self.send(update))
-
-
-def texts(sent: list[Sent]) -> str:
-    return "\n".join(s.plain_text or "" for s in sent)
-
-
-async def settle(fake: FakeBotApi, quiet: float = 0.12) -> None:
-    """Wait until the bot has stopped sending for a moment."""
-    count = -1
-    while count != len(fake.records):
-        count = len(fake.records)
-        await asyncio.sleep(quiet)
-
-
-async def consent(patient: Patient) -> None:
-    await patient.command("/start")
-    await patient.press("No, not an emergency")
-    await patient.press("Continue")
-    await patient.press("I agree")
-    await patient.press("I agree")
-
-
-async def through_to_records(
-    patient: Patient,
-    diagnosis: str = "Liver cancer, 4 cm, surgery proposed",
-    own_question: str | None = None,
-    timeline: str = "March 2024: tiredness\n2024-05-10: CT scan shows a liver lesion",
-) -> None:
-    await consent(patient)
-    await patient.press("For me")
-    await patient.press("A new or serious diagnosis")
-    await patient.press("Done")
-    for answer in ("No", "Yes", "Yes", "No", "No", "A review of the diagnosis or plan"):
-        await patient.press(answer)
-    await patient.press("Continue")
-    await patient.press("Cancer or a tumour")
-    await patient.press("Liver, bile duct")
-    await patient.say(diagnosis)
-    for label in ("Should the pathology", "Is the stage right", "Is the planned order"):
-        await patient.press(label)
-    if own_question is not None:
-        await patient.say(own_question)
-    await patient.press("Done")
-    await patient.say(timeline)
-    await patient.press("Done")
-
-
-@pytest.fixture(params=LIBRARIES)
-def library(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """SQLite only here: the channel is what varies; the databases have their own suites."""
-    return load_settings({"DATA_DIR": str(tmp_path / "data")})
+# The channel is what varies here; the databases have their own suites.
+pytestmark = pytest.mark.databases("sqlite")
 
 
 def test_a_complete_intake_reaches_the_coordinators_group(settings: Settings, library: str) -> None:
@@ -230,47 +100,6 @@ def test_a_complete_intake_reaches_the_coordinators_group(settings: Settings, li
                 assert {c for c in fake.commands} >= {"", "en", "zh"}
 
     run(scenario)
-
-
-WEBHOOK_SECRET = "s3cret-token"
-
-
-def webhook_settings(base: Settings, fake: FakeBotApi, library: str) -> Settings:
-    return telegram_settings(
-        base,
-        fake,
-        library,
-        TELEGRAM_WEBHOOK_URL="https://bot.example.org/telegram/webhook",
-        TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET,
-    )
-
-
-@asynccontextmanager
-async def webhook(
-    channel: TelegramChannel,
-) -> AsyncIterator[Callable[[dict[str, Any], str], Awaitable[int]]]:
-    """The project's web app on a free port; yields a function that posts an update."""
-    runner = web.AppRunner(make_web_app(channel))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    url = f"http://127.0.0.1:{port}{TELEGRAM_WEBHOOK_PATH}"
-    async with aiohttp.ClientSession() as http:
-
-        async def post(update: dict[str, Any], secret: str) -> int:
-            async with http.post(url, json=update, headers={SECRET_HEADER: secret}) as response:
-                return response.status
-
-        try:
-            yield post
-        finally:
-            await runner.cleanup()
-
-
-def documents(channel: TelegramChannel) -> list[Document]:
-    with Session(channel.app.engine) as session:
-        return list(session.exec(select(Document)).all())
 
 
 def test_a_document_and_a_photo_are_stored(settings: Settings, library: str) -> None:
@@ -605,7 +434,7 @@ def test_coordinators_work_a_case_from_its_card_and_the_patient_follows(
         fake.push_update(fake.press(current, label, user_id=COORDINATOR))
         await fake.wait_for(lambda: len(fake.callback_answers) > before)
         await settle(fake)
-        return (fake.message(COORDINATOR_CHAT, card.message_id) or {}).get("text", "")
+        return str((fake.message(COORDINATOR_CHAT, card.message_id) or {}).get("text", ""))
 
     async def scenario() -> None:
         async with FakeBotApi() as fake:

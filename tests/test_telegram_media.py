@@ -14,14 +14,13 @@ from bot.config import Settings, load_settings
 from conversations import unread
 from conversations.i18n import translator
 from conversations.state import ConversationKey
-from tests.telegram_fake import FakeBotApi
-from tests.test_telegram import (
+from tests.support import run
+from tests.support.telegram import (
     WEBHOOK_SECRET,
     Patient,
     bot,
     consent,
     documents,
-    run,
     settle,
     telegram_settings,
     texts,
@@ -29,6 +28,7 @@ from tests.test_telegram import (
     webhook,
     webhook_settings,
 )
+from tests.telegram_fake import FakeBotApi
 
 
 @pytest.fixture(params=("ptb", "aiogram"))

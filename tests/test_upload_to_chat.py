@@ -4,7 +4,6 @@ sends on the page are stored, checked and reported in their conversation."""
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,18 @@ from bot.config import Settings, load_settings
 from bot.upload_page import UploadPage
 from bot.web import make_web_app
 from storage.uploads import UploadGrant, UploadState
-from tests.conftest import Chat, make_chat
 from tests.dicom_factory import write_series
-from tests.test_records_chat import documents, to_imaging
+from tests.support.console import (
+    documents,
+    make_chat,
+    to_imaging,
+    upload_link_path,
+)
 
 
 def _app(settings: Settings) -> App:
     env = {"DATA_DIR": str(settings.data_dir), "DATABASE_URL": settings.database_url}
     return build_app(load_settings({**env, "PUBLIC_BASE_URL": "https://huizhen.example"}))
-
-
-def upload_link_path(chat: Chat) -> tuple[str, str]:
-    """Ask for the upload link in the chat: (its path on the web app, the reply)."""
-    reply = chat.press("Big files or a disc: get an upload link")
-    found = re.search(r"https://huizhen\.example(/u/[\w-]+)", reply)
-    assert found is not None
-    return found.group(1), reply
 
 
 def test_files_sent_on_the_upload_page_reach_the_case_and_the_chat(

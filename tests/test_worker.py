@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -39,9 +39,9 @@ def recurse(value: int, progress: Progress) -> int:
 
 
 @pytest.fixture
-def worker() -> Worker:
+def worker() -> Iterator[Worker]:
     started = Worker(memory_mb=768, timeout_seconds=5)
-    yield started  # type: ignore[misc]
+    yield started
     started.close()
 
 

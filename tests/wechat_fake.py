@@ -30,9 +30,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
-import xmltodict
+import xmltodict  # type: ignore[import-untyped]
 from aiohttp import web
-from wechatpy.crypto import WeChatCrypto
+from wechatpy.crypto import WeChatCrypto  # type: ignore[import-untyped]
 
 T = TypeVar("T")
 JSONDict = dict[str, Any]
@@ -282,8 +282,9 @@ class WeChatServer:
         return self.message(openid, "image", PicUrl="http://mmbiz.example/p.jpg", MediaId=media_id)
 
     def voice(self, openid: str, recognition: str = "") -> str:
-        fields = {"MediaId": "voice-1", "Format": "amr", "Recognition": recognition}
-        return self.message(openid, "voice", **fields)
+        return self.message(
+            openid, "voice", MediaId="voice-1", Format="amr", Recognition=recognition
+        )
 
     def event(self, openid: str, event: str, key: str = "", at: int | None = None) -> str:
         body = {
