@@ -211,9 +211,7 @@ def to_the_timeline_as_a_relative(chat: Chat) -> str:
     consent(chat)
     chat.press("For a family member or friend")
     chat.press("My parent")
-    through_fit(
-        chat, ("A new or serious diagnosis",), ("No", "No", "Yes", "No", "No", "Not sure yet")
-    )
+    through_fit(chat, ("new_diagnosis",), ("no", "no", "yes", "no", "no", "unsure"))
     chat.press("Continue")
     chat.press("Cancer or a tumour")
     chat.press("Liver, bile duct, pancreas")
@@ -248,9 +246,7 @@ def test_a_relative_can_say_the_alarm_was_about_the_past(chat: Chat, app: App) -
     consent(chat)
     chat.press("For a family member or friend")
     chat.press("My parent")
-    through_fit(
-        chat, ("A new or serious diagnosis",), ("No", "No", "Yes", "No", "No", "Not sure yet")
-    )
+    through_fit(chat, ("new_diagnosis",), ("no", "no", "yes", "no", "no", "unsure"))
     chat.press("Continue")
     chat.press("Brain and nerves")
     reply = chat.say("My father had a stroke in 2023, now doctors propose surgery on an aneurysm")
