@@ -149,14 +149,14 @@ class App:
         self,
         senders: dict[str, ReplySender],
         openers: dict[str, FileOpener],
-        coordinators: CoordinatorSink,
+        coordinators: CoordinatorSink | None,
     ) -> DeliveryReport:
         """Run the work an update queued (files to store), then deliver every pending reply."""
         await asyncio.to_thread(self.pipeline.run_jobs, openers)
         return await self.deliver(senders, coordinators)
 
     async def deliver(
-        self, senders: dict[str, ReplySender], coordinators: CoordinatorSink
+        self, senders: dict[str, ReplySender], coordinators: CoordinatorSink | None
     ) -> DeliveryReport:
         return await deliver_pending(
             self.outbox, senders, coordinators, self.pipeline.clock, links=self

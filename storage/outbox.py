@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -9,6 +10,9 @@ from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 
 from storage.database import reader
 from storage.models import Outbox, ShownMessage
+
+# The outbox rows meant for the coordinators' chat rather than a patient's.
+COORDINATORS_AUDIENCE = "coordinators"
 
 _outbox = Outbox.__table__  # type: ignore[attr-defined]
 _shown = ShownMessage.__table__  # type: ignore[attr-defined]
@@ -75,8 +79,20 @@ class OutboxStore:
             rows = conn.execute(self._pending, {"limit": limit}).all()
         return [PendingMessage(*row) for row in rows]
 
-    def claim(self, now: datetime, max_attempts: int, limit: int = 200) -> list[PendingMessage]:
+    def claim(
+        self,
+        now: datetime,
+        max_attempts: int,
+        limit: int = 200,
+        channels: Collection[str] | None = None,
+        coordinators: bool = True,
+    ) -> list[PendingMessage]:
         """Take pending messages for this sender, in order, for LEASE.
+
+        Only what the sender can deliver is taken: patients' messages on `channels` (every
+        channel when None) and the coordinators' notices when `coordinators`. With Telegram and
+        WeChat in one process, a round that took the other channel's rows only to let them go
+        again hid them from that channel's own round, which then waited for its idle poll.
 
         Several workers may deliver at once. Rows another worker is taking are skipped
         (SKIP LOCKED on PostgreSQL; SQLite's writer lock serialises claims), and a chat is
@@ -85,7 +101,15 @@ class OutboxStore:
         # Rows given up on (the platform refused them for good) are neither sent nor waited on.
         live = (_outbox.c.sent_at.is_(None)) & (_outbox.c.attempts < max_attempts)
         free = (_outbox.c.claimed_until.is_(None)) | (_outbox.c.claimed_until < now)
-        query = select(*_PENDING_COLUMNS).where(live, free).order_by(_outbox.c.id).limit(limit)
+        patients = _outbox.c.audience != COORDINATORS_AUDIENCE
+        if channels is not None:
+            patients = patients & _outbox.c.channel.in_(list(channels))
+        ours = (
+            (patients | (_outbox.c.audience == COORDINATORS_AUDIENCE)) if coordinators else patients
+        )
+        query = (
+            select(*_PENDING_COLUMNS).where(live, free, ours).order_by(_outbox.c.id).limit(limit)
+        )
         if self.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         with self.engine.begin() as conn:
@@ -105,14 +129,14 @@ class OutboxStore:
                     .group_by(_outbox.c.channel, _outbox.c.chat_key, _outbox.c.audience)
                 ).all()
             }
-            ours: dict[tuple[str, str, str], int] = {}
+            first_taken: dict[tuple[str, str, str], int] = {}
             for row in rows:
-                ours.setdefault((row.channel, row.chat_key, row.audience), row.id)
+                first_taken.setdefault((row.channel, row.chat_key, row.audience), row.id)
             taken = [
                 row
                 for row in rows
                 if oldest.get((row.channel, row.chat_key, row.audience))
-                == ours[(row.channel, row.chat_key, row.audience)]
+                == first_taken[(row.channel, row.chat_key, row.audience)]
             ]
             if taken:
                 conn.execute(

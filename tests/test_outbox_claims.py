@@ -235,3 +235,75 @@ def test_a_chat_being_paced_does_not_hold_up_the_others(app: App) -> None:
         "alice #1",
         "alice #2",
     ]
+
+
+def _queue_on(app: App, channel: str, chat: str, audience: str = "user") -> None:
+    payload = (
+        Outbound(text=f"for {chat}").model_dump_json()
+        if audience == "user"
+        else CoordinatorNotice(case_id="c1", case_ref="HZ-TEST", text="new case").model_dump_json()
+    )
+    row = {
+        "channel": channel,
+        "chat_key": chat,
+        "audience": audience,
+        "payload_json": payload,
+        "created_at": NOW,
+        "attempts": 0,
+    }
+    with app.engine.begin() as conn:
+        conn.execute(insert(table(Outbox)), [row])
+
+
+def test_a_channels_round_leaves_the_other_channels_messages_for_that_channel(app: App) -> None:
+    """Telegram and WeChat in one process: a Telegram round that took a WeChat follower's
+    message could only let it go again, and WeChat's own round, running just then, found it
+    taken and waited for its idle poll (30 s) before the follower heard anything."""
+    _queue_on(app, "wechat", "o-follower")
+    _queue_on(app, "telegram", "701")
+    _queue_on(app, "wechat", "", audience="coordinators")
+    platform = _Platform(refuse="", error=ConnectionError("unused"))
+    # WeChat alone in its process has no coordinators' chat: no sink, no notices taken.
+    report = asyncio.run(
+        deliver_pending(OutboxStore(app.engine), {"telegram": platform}, None, clock=lambda: NOW)
+    )
+    assert platform.sent == ["for 701"] and report.sent == 1
+    # While that round ran, WeChat's would have found its follower's message free.
+    free = OutboxStore(app.engine).claim(
+        NOW, max_attempts=8, channels=("wechat",), coordinators=False
+    )
+    assert [(row.channel, row.chat_key, row.audience) for row in free] == [
+        ("wechat", "o-follower", "user")
+    ]
+    notices = OutboxStore(app.engine).claim(NOW, max_attempts=8, channels=())
+    assert [row.audience for row in notices] == ["coordinators"]
+
+
+class _SlowRights:
+    """Copies and erasures whose first run is still going when another thread asks."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.started = threading.Event()
+        self.go_on = threading.Event()
+
+    def run_pending(self) -> int:
+        self.runs += 1
+        if self.runs == 1:
+            self.started.set()
+            assert self.go_on.wait(10)
+        return 1
+
+
+def test_jobs_asked_for_while_another_thread_runs_them_are_run_by_that_thread(app: App) -> None:
+    """A job queued near the end of another loop's run used to wait for a retry timer (15 s
+    on WeChat): the thread at work now goes round again for it."""
+    rights = _SlowRights()
+    app.pipeline.data_rights = rights
+    first = threading.Thread(target=app.pipeline.run_jobs, args=({},))
+    first.start()
+    assert rights.started.wait(10)
+    assert app.pipeline.run_jobs({}) == 0  # the other thread is at it: this one returns
+    rights.go_on.set()
+    first.join(10)
+    assert rights.runs == 2

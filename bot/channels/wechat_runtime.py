@@ -36,7 +36,7 @@ from bot.channels.wechat import (
     parse,
     text_reply,
 )
-from conversations.events import CoordinatorNotice, Inbound, InboundKind, Outbound
+from conversations.events import Inbound, InboundKind, Outbound
 from conversations.i18n import negotiate, translator
 from conversations.state import ConversationKey
 from handlers.updates.delivery import (
@@ -126,20 +126,6 @@ class _StoredTokens:
         self.store.discard_token(self.app_id, token)
 
 
-class _HeldCoordinatorNotices:
-    """No coordinators' chat in this process: their notices stay for a process that has one
-    (or the CLI queue); nothing is lost."""
-
-    def __init__(self) -> None:
-        self._warned = False
-
-    async def notify(self, notice: CoordinatorNotice) -> None:
-        if not self._warned:
-            log.warning("coordinator notices wait: no coordinators' chat runs in this process")
-            self._warned = True
-        raise WaitForUser()
-
-
 def wechat_api(app: App, store: WeChatStore) -> WeChatApi:
     settings = app.settings
     assert settings.wechat_app_id is not None
@@ -171,13 +157,17 @@ class WeChatChannel(ChannelRuntime):
         self.codec = WebhookCodec(
             settings.wechat_token, settings.wechat_app_id, settings.wechat_encoding_aes_key
         )
-        self.coordinators: CoordinatorSink = coordinators or _HeldCoordinatorNotices()
+        # Without a coordinators' chat in this process their notices are not taken here: they
+        # wait for a process that has one (or the CLI queue), and nothing is lost.
+        self.coordinators = coordinators
         self._failures: dict[str, int] = {}
         self._rounds: list[datetime] = []
 
     # --- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.coordinators is None:
+            log.warning("coordinator notices wait: no coordinators' chat runs in this process")
         await self.start_runtime()
 
     async def stop(self) -> None:

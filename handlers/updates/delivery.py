@@ -19,7 +19,7 @@ from typing import BinaryIO, Protocol
 from conversations.events import CoordinatorNotice, Outbound, UploadLinkRequest
 from conversations.i18n import translator
 from handlers.updates.metrics import DELIVERIES
-from storage.outbox import OutboxStore, PendingMessage
+from storage.outbox import COORDINATORS_AUDIENCE, OutboxStore, PendingMessage
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,23 @@ def backoff(attempts: int) -> float:
 async def deliver_pending(
     outbox: OutboxStore,
     senders: Mapping[str, ReplySender],
-    coordinators: CoordinatorSink,
+    coordinators: CoordinatorSink | None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     links: LinkIssuer | None = None,
 ) -> DeliveryReport:
     """Send pending messages and mark each sent as soon as the platform took it: each chat's
     in order, different chats side by side, so one chat's pacing (Telegram's message a
-    second per chat) never holds up the others."""
-    pending = await asyncio.to_thread(outbox.claim, clock(), MAX_DELIVERY_ATTEMPTS, DELIVERY_BATCH)
+    second per chat) never holds up the others. Only messages for `senders`' channels are
+    taken, and the coordinators' notices only when there is a `coordinators` chat to take them
+    to: what this round cannot send is left to the round that can."""
+    pending = await asyncio.to_thread(
+        outbox.claim,
+        clock(),
+        MAX_DELIVERY_ATTEMPTS,
+        DELIVERY_BATCH,
+        tuple(senders),
+        coordinators is not None,
+    )
     delivery = _Round(outbox, senders, coordinators, clock, links, pending)
     by_chat: dict[tuple[str, str], list[PendingMessage]] = {}
     for message in pending:
@@ -124,7 +133,7 @@ class _Round:
         self,
         outbox: OutboxStore,
         senders: Mapping[str, ReplySender],
-        coordinators: CoordinatorSink,
+        coordinators: CoordinatorSink | None,
         clock: Callable[[], datetime],
         links: LinkIssuer | None,
         pending: list[PendingMessage],
@@ -132,7 +141,7 @@ class _Round:
         self.outbox, self.senders, self.coordinators = outbox, senders, coordinators
         self.clock, self.links = clock, links
         self.replies = {
-            m.id: _reply(m.payload_json) for m in pending if m.audience != "coordinators"
+            m.id: _reply(m.payload_json) for m in pending if m.audience != COORDINATORS_AUDIENCE
         }
         self.newest = _newest_by_replace_key(pending, self.replies)
         self.sent = 0
@@ -162,11 +171,12 @@ class _Round:
             self.superseded.append(message.id)  # a newer version of the same message follows
             return True
         sender = self.senders.get(message.channel)
-        if message.audience != "coordinators" and sender is None:
+        if message.audience != COORDINATORS_AUDIENCE and sender is None:
             self.unsent.append(message.id)
             return True  # that channel is not running in this process
         try:
-            if message.audience == "coordinators":
+            if message.audience == COORDINATORS_AUDIENCE:
+                assert self.coordinators is not None  # only then are their notices taken
                 await self.coordinators.notify(
                     CoordinatorNotice.model_validate_json(message.payload_json)
                 )

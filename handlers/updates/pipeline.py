@@ -103,6 +103,7 @@ class Pipeline:
         self.data_rights: DataRightsRunner | None = None
         self.jobs_queued = Hook()
         self._running = threading.Lock()
+        self._asked_again = threading.Event()
         # Jobs another worker took are left to it for this long (a whole batch's checking).
         self.job_lease_seconds = 3600
         self.default_locale = default_locale
@@ -161,18 +162,26 @@ class Pipeline:
     def run_jobs(self, openers: Mapping[str, FileOpener]) -> int:
         """Store and check the files conversations accepted, then make the copies and
         erasures patients asked for. Returns the jobs finished."""
-        if not self._running.acquire(blocking=False):
-            return 0  # another thread is at it; it loops until nothing is left
-        try:
-            done = self._run_file_jobs(openers) if self.ingestor is not None else 0
-            if self.data_rights is not None:
-                done += self.data_rights.run_pending()
-            return done
-        finally:
-            self._running.release()
-            # Whichever channel's loop ran the jobs, the messages they made may be for a
-            # patient on another channel.
-            self.replies_queued()
+        # A call while another thread is at it is a request that thread takes up: it goes
+        # round again before it stops, so a job queued near the end of its run (a WeChat
+        # follower's copy while Telegram's loop was running the jobs) is not left for a
+        # retry timer.
+        self._asked_again.set()
+        done = 0
+        while self._asked_again.is_set():
+            if not self._running.acquire(blocking=False):
+                return done
+            try:
+                self._asked_again.clear()
+                done += self._run_file_jobs(openers) if self.ingestor is not None else 0
+                if self.data_rights is not None:
+                    done += self.data_rights.run_pending()
+            finally:
+                self._running.release()
+                # Whichever channel's loop ran the jobs, the messages they made may be for a
+                # patient on another channel.
+                self.replies_queued()
+        return done
 
     def _run_file_jobs(self, openers: Mapping[str, FileOpener]) -> int:
         """Store and check the files conversations accepted, one conversation's batch at a
