@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from io import BytesIO
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
+from conversations.catalogs import apply_pending
 from conversations.i18n import LOCALES_DIR, SUPPORTED_LOCALES, translator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,3 +74,23 @@ def test_chinese_is_served_and_english_is_the_source() -> None:
     assert translator("zh_Hans")("Continue") != "Continue"
     assert translator("en")("Continue") == "Continue"
     assert translator("xx")("Continue") == "Continue"
+
+
+def test_a_branchs_pending_translations_go_back_into_catalogs_that_clashed(tmp_path: Path) -> None:
+    """After a merge whose catalogs clashed, `make i18n` leaves a branch's new messages
+    untranslated; its pending file puts the translations back, and nothing else changes."""
+    locales = tmp_path / "locales"
+    shutil.copytree(LOCALES_DIR, locales, ignore=shutil.ignore_patterns("*.mo", "pending"))
+    message = "Yes, send me a copy"
+    russian = locales / "ru" / "LC_MESSAGES" / "messages.po"
+    before = russian.read_text(encoding="utf-8")
+    pending = tmp_path / "branch.json"
+    entry = {"id": message, "plural": None, "translations": {"ru": "Да, пришлите копию (ветка)"}}
+    pending.write_text(json.dumps({"messages": [entry]}), encoding="utf-8")
+    assert apply_pending(pending, locales) == 1
+    with russian.open("rb") as po_file:
+        catalog = read_po(po_file, locale="ru")
+    assert catalog[message].string == "Да, пришлите копию (ветка)"
+    after = russian.read_text(encoding="utf-8")
+    changed = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert changed == ['msgstr "Да, пришлите копию (ветка)"']
