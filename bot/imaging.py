@@ -102,7 +102,8 @@ class PushLoop:
 
 IMAGING_KEY: web.AppKey[Imaging] = web.AppKey("imaging", Imaging)
 _VIEWER_STATIC = ("web-viewer/app/", "web-viewer/libs/")
-_FORWARDED_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control", "ETag")
+# Not Content-Encoding: the client below hands over the body already decompressed.
+_FORWARDED_HEADERS = ("Content-Type", "Cache-Control", "ETag")
 
 
 def add_viewer_routes(app: web.Application, imaging: Imaging) -> None:
@@ -164,16 +165,15 @@ async def _proxied(request: web.Request) -> web.StreamResponse:
     path = request.match_info["path"]
     if not await asyncio.to_thread(_allowed, imaging, study, path):
         raise web.HTTPNotFound(text="not found")
-    auth = None
+    headers = {"Accept": request.headers.get("Accept", "*/*")}
     if imaging.settings.orthanc_user is not None:
-        auth = aiohttp.BasicAuth(
+        headers["Authorization"] = aiohttp.encode_basic_auth(
             imaging.settings.orthanc_user, imaging.settings.orthanc_password or ""
         )
     url = f"{imaging.orthanc.url}/{path}"
-    accept = request.headers.get("Accept", "*/*")
     async with (
-        aiohttp.ClientSession(auth=auth, timeout=aiohttp.ClientTimeout(total=60)) as session,
-        session.get(url, params=request.query, headers={"Accept": accept}) as upstream,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session,
+        session.get(url, params=request.query, headers=headers) as upstream,
     ):
         response = web.StreamResponse(status=upstream.status)
         for name in _FORWARDED_HEADERS:
