@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import pydicom
 
 from records.deidentify import Deidentifier, may_show_burned_in_text
+from storage.database import run_once
 from storage.files import FileStore
 from storage.orthanc import OrthancClient, OrthancRefused, OrthancUnavailable
 from storage.pacs import PacsTables, StudyRow
@@ -65,12 +66,16 @@ class PacsPush:
         self._running = threading.Lock()
 
     def run_pending(self) -> int:
-        """Find new checked files, push every study that is due. Returns studies pushed."""
+        """Find new checked files, push every study that is due. Returns studies pushed.
+        One thread of one worker at a time (several workers would push the same study)."""
         if not self._running.acquire(blocking=False):
             return 0
         try:
-            self._discover()
-            return sum(self._push(study) for study in self.tables.due(self.clock()))
+            with run_once(self.tables.engine, "pacs-push") as mine:
+                if not mine:
+                    return 0
+                self._discover()
+                return sum(self._push(study) for study in self.tables.due(self.clock()))
         finally:
             self._running.release()
 
