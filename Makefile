@@ -92,11 +92,12 @@ i18n: $(DEV_STAMP)
 	$(BIN)/python -m conversations.catalogs fill-source locales/en/LC_MESSAGES/messages.po
 	$(BIN)/pybabel compile --statistics -d locales
 
-bench: $(DEV_STAMP)
+bench: $(DEV_STAMP) orthanc
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/telegram.py
 	$(BIN)/python benchmarks/dicom.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/pacs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -41,6 +41,20 @@ class _Removed(ElementAnonymizer):
         yield from (f"Empty {keyword}" for keyword in sorted(self.keywords))
 
 
+class _PrivateRemoved(ElementAnonymizer):
+    """Private attributes go (PS3.15 action X): no one can say what a vendor put there. In
+    dicognito's own walk, not a second walk of the whole dataset."""
+
+    def __call__(self, dataset: Dataset, data_element: DataElement) -> bool:
+        if not data_element.tag.is_private:
+            return False
+        del dataset[data_element.tag]
+        return True
+
+    def describe_actions(self) -> Iterator[str]:
+        yield "Remove private attributes"
+
+
 class _DatesKept(ElementAnonymizer):
     """Claims dates and times before dicognito shifts them (ORTHANC_KEEP_DATES)."""
 
@@ -59,10 +73,13 @@ class Deidentifier:
         if keep_dates:
             self._anonymizer.add_element_handler(_DatesKept())
         self._anonymizer.add_element_handler(_Removed("PatientBirthDate", "PatientBirthTime"))
+        self._anonymizer.add_element_handler(_PrivateRemoved())
 
     def apply(self, dataset: Dataset) -> None:
-        dataset.remove_private_tags()
         self._anonymizer.anonymize(dataset)
+        # Said in the copy itself (dicognito marks it only where the field already was), so
+        # a viewer or a PACS downstream knows what it holds.
+        dataset.PatientIdentityRemoved = "YES"
 
 
 def may_show_burned_in_text(dataset: Dataset) -> bool:

@@ -13,6 +13,9 @@ from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from storage.database import reader
 from storage.models import Case, Document, PacsInstance, PacsKey, PacsStudy
 
+# conversations/case_status.py CaseStatus.WITHDRAWN, which storage may not import.
+WITHDRAWN = "withdrawn"
+
 _case = Case.__table__  # type: ignore[attr-defined]
 _document = Document.__table__  # type: ignore[attr-defined]
 _study = PacsStudy.__table__  # type: ignore[attr-defined]
@@ -64,6 +67,7 @@ class PacsTables:
                 _document.c.problem == "",
                 _document.c.details_json != "",
                 _instance.c.file_id.is_(None),
+                _case.c.status != WITHDRAWN,
             )
             .order_by(_document.c.id)
             .limit(limit)
@@ -101,6 +105,17 @@ class PacsTables:
                         sha256=file.sha256,
                     )
                 )
+
+    def withdrawn(self) -> list[str]:
+        """Cases whose patient withdrew consent and whose studies are still recorded."""
+        query = (
+            select(_study.c.case_id)
+            .join(_case, _case.c.id == _study.c.case_id)
+            .where(_case.c.status == WITHDRAWN)
+            .distinct()
+        )
+        with self._reader.connect() as conn:
+            return [row[0] for row in conn.execute(query).all()]
 
     def due(self, now: datetime, limit: int = 20) -> list[StudyRow]:
         query = (

@@ -250,6 +250,23 @@ def test_an_erasure_removes_both_copies_from_orthanc(
     assert app.imaging.tables.for_cases([case.id]) == []
 
 
+def test_withdrawing_consent_removes_the_studies_from_orthanc(
+    pacs: tuple[App, RunningOrthanc, int], tmp_path: Path
+) -> None:
+    app, orthanc, _ = pacs
+    assert app.imaging is not None
+    chat = make_chat(app)
+    _submit(chat, app, tmp_path)
+    app.imaging.push.run_pending()
+    assert len(orthanc.studies()) == 4
+    chat.say("/withdraw")
+    chat.press("Yes, withdraw my consent")
+    assert app.queue.list()[0].status == "withdrawn"
+    app.imaging.push.run_pending()
+    assert orthanc.studies() == []
+    assert app.imaging.tables.for_cases([app.queue.list()[0].id]) == []
+
+
 def test_orthanc_down_delays_the_viewer_and_the_push_retries(
     orthanc: RunningOrthanc,
     tmp_path: Path,

@@ -74,6 +74,10 @@ class PacsPush:
             with run_once(self.tables.engine, "pacs-push") as mine:
                 if not mine:
                     return 0
+                # Consent withdrawn: nothing of the case stays where specialists could see it.
+                withdrawn = self.tables.withdrawn()
+                if withdrawn:
+                    self.erase(withdrawn)
                 self._discover()
                 return sum(self._push(study) for study in self.tables.due(self.clock()))
         finally:
