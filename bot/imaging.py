@@ -8,8 +8,9 @@ import asyncio
 import html
 import logging
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
@@ -44,6 +45,22 @@ class Imaging:
     push: PacsPush
     links: ViewerLinks
     audit: AuditLog
+    # The series and instances of each de-identified study the viewer asked about lately:
+    # the viewer fetches every slice, and each fetch is checked against this list.
+    _members: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
+
+    def members(self, orthanc_study: str) -> frozenset[str]:
+        """Orthanc ids of the study's series and instances, asked again after a minute."""
+        cached = self._members.get(orthanc_study)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = frozenset(self.orthanc.series_of(orthanc_study)) | frozenset(
+            self.orthanc.instances_of(orthanc_study)
+        )
+        if len(self._members) > 1000:
+            self._members.clear()
+        self._members[orthanc_study] = (time.monotonic() + 60, found)
+        return found
 
     def lines_for_case(self, case_id: str) -> list[str]:
         """What `huizhen queue show` and the case card say of the case's studies."""
@@ -180,9 +197,13 @@ async def _proxied(request: web.Request) -> web.StreamResponse:
             if name in upstream.headers:
                 response.headers[name] = upstream.headers[name]
         await response.prepare(request)
-        async for chunk in upstream.content.iter_chunked(64 * 1024):
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            async for chunk in upstream.content.iter_chunked(64 * 1024):
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            # The viewer moved on (a slice scrolled past) before the whole answer went out.
+            log.debug("a viewer request was left before its end")
         return response
 
 
@@ -197,16 +218,16 @@ def _allowed(imaging: Imaging, study: StudyRow, path: str) -> bool:
         rest = path.removeprefix(f"dicom-web/studies/{study.deidentified_uid}")
         return rest == "" or rest.startswith("/")
     parts = path.split("/")
-    series = set(imaging.orthanc.series_of(study.orthanc_deidentified))
+    members = imaging.members(study.orthanc_deidentified)
     if len(parts) == 3 and parts[:2] in (
         ["web-viewer", "series"],
         ["web-viewer", "is-stable-series"],
     ):
-        return parts[2] in series
+        return parts[2] in members
     if len(parts) == 3 and parts[:2] == ["web-viewer", "instances"]:
         # "jpeg95-<instance id>_<frame>": the instance must be one of this study's.
         instance = parts[2].partition("-")[2].rpartition("_")[0]
-        return instance in imaging.orthanc.instances_of(study.orthanc_deidentified)
+        return instance in members
     if len(parts) == 3 and parts[0] == "instances" and parts[2] == "file":
-        return parts[1] in imaging.orthanc.instances_of(study.orthanc_deidentified)
+        return parts[1] in members
     return False

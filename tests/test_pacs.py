@@ -15,7 +15,7 @@ import pydicom
 import pytest
 
 from bot.app import App, build_app
-from bot.config import load_settings
+from bot.config import ConfigError, load_settings
 from bot.queue_cli import _show
 from bot.runner import public_web_app
 from bot.web import start_web_app
@@ -197,8 +197,14 @@ def test_the_signed_link_opens_that_study_only(
                     body = await page.text()
                 assert "web-viewer/app/viewer.html?series=" in body
                 series = body.split("series=")[1].split('"')[0]
+                copy = orthanc.get(f"/studies/{ct.orthanc_deidentified}/instances").json()[0]
+                original = orthanc.get(f"/studies/{ct.orthanc_original}/instances").json()[0]
                 paths = {
                     "viewer": "web-viewer/app/viewer.html",
+                    "slice": f"web-viewer/instances/jpeg95-{copy['ID']}_0",
+                    "copy_file": f"instances/{copy['ID']}/file",
+                    "original_file": f"instances/{original['ID']}/file",
+                    "original_slice": f"web-viewer/instances/jpeg95-{original['ID']}_0",
                     "series": f"web-viewer/series/{series}",
                     "dicomweb": f"dicom-web/studies/{ct.deidentified_uid}/series",
                     "original": f"dicom-web/studies/{ct.study_uid}/series",
@@ -211,7 +217,7 @@ def test_the_signed_link_opens_that_study_only(
                         seen[name] = response.status
                         if name == "dicomweb":
                             assert len(await response.json()) == 1
-                async with session.get(link.replace(link.split("/")[4], other[:-1] + "0")) as bad:
+                async with session.get(link.replace(link.split("/")[4], _tampered(other))) as bad:
                     seen["tampered"] = bad.status
         finally:
             await runner.cleanup()
@@ -221,6 +227,10 @@ def test_the_signed_link_opens_that_study_only(
     assert seen == {
         "landing": 200,
         "viewer": 200,
+        "slice": 200,
+        "copy_file": 200,
+        "original_file": 404,
+        "original_slice": 404,
         "series": 200,
         "dicomweb": 200,
         "original": 404,
@@ -231,6 +241,11 @@ def test_the_signed_link_opens_that_study_only(
     }
     opened = [e for e in app.casework.audit.entries() if e.action == "viewer_opened"]
     assert len(opened) == 1
+
+
+def _tampered(token: str) -> str:
+    """The token with the last character of its signature changed."""
+    return token[:-1] + ("1" if token[-1] == "0" else "0")
 
 
 def test_an_erasure_removes_both_copies_from_orthanc(
@@ -294,5 +309,23 @@ def test_orthanc_down_delays_the_viewer_and_the_push_retries(
         assert len(orthanc.studies()) == 4
         _show(app, reference, Actor("7001", "cli"))
         assert "Viewer not ready yet" not in capsys.readouterr().out
+    finally:
+        app.close()
+
+
+def test_the_orthanc_settings(tmp_path: Path) -> None:
+    base = {"DATA_DIR": str(tmp_path)}
+    assert load_settings(base).orthanc_url is None
+    settings = load_settings({**base, "ORTHANC_URL": "http://orthanc:8042/"})
+    assert settings.orthanc_url == "http://orthanc:8042" and not settings.orthanc_keep_dates
+    with pytest.raises(ConfigError, match="ORTHANC_PASSWORD"):
+        load_settings({**base, "ORTHANC_URL": "http://orthanc:8042", "ORTHANC_USER": "huizhen"})
+    with pytest.raises(ConfigError, match="ORTHANC_URL"):
+        load_settings({**base, "ORTHANC_URL": "orthanc:8042"})
+    with pytest.raises(ConfigError, match="ORTHANC_KEEP_DATE"):
+        load_settings({**base, "ORTHANC_KEEP_DATE": "yes"})
+    app = build_app(load_settings(base))
+    try:
+        assert app.imaging is None  # without the setting nothing changes
     finally:
         app.close()
