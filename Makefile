@@ -31,7 +31,7 @@ run: $(STAMP) fonts
 	$(BIN)/huizhen run
 
 # Everything, one test at a time (as CI runs it).
-test: $(DEV_STAMP) fonts browser
+test: $(DEV_STAMP) fonts browser orthanc
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -39,7 +39,7 @@ test: $(DEV_STAMP) fonts browser
 
 # The same checks without the tests marked slow (crash recovery, resilience, several workers,
 # fuzzing, the long property runs): minutes instead of most of an hour, for while you work.
-test-fast: $(DEV_STAMP) fonts browser
+test-fast: $(DEV_STAMP) fonts browser orthanc
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -67,6 +67,15 @@ browser:
 		$(APT_INSTALL) chromium chromium-driver poppler-utils; \
 	fi
 
+# The imaging tests start their own Orthanc (loopback, free ports, a folder in tmp) with the
+# DICOMweb and web viewer plugins; the system service the package may set up is never used.
+.PHONY: orthanc
+orthanc:
+	@if [ ! -x /usr/sbin/Orthanc ] || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || \
+		[ ! -e /usr/share/orthanc/plugins/libOrthancWebViewer.so ]; then \
+		$(APT_INSTALL) orthanc orthanc-dicomweb orthanc-webviewer; \
+	fi
+
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -83,11 +92,12 @@ i18n: $(DEV_STAMP)
 	$(BIN)/python -m conversations.catalogs fill-source locales/en/LC_MESSAGES/messages.po
 	$(BIN)/pybabel compile --statistics -d locales
 
-bench: $(DEV_STAMP)
+bench: $(DEV_STAMP) orthanc
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/telegram.py
 	$(BIN)/python benchmarks/dicom.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/pacs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

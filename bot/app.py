@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from bot.config import Settings
+from bot.imaging import Imaging, build_imaging
 from conversations.events import (
     STORE_SOURCE,
     FileRef,
@@ -79,6 +80,8 @@ class App:
     # The running platform channels' file openers, by channel: whichever channel's loop runs
     # the jobs can fetch every channel's files, so none waits for the other's loop.
     openers: dict[str, FileOpener] = field(default_factory=dict)
+    # Studies in Orthanc and their viewer (bot/imaging.py); None without ORTHANC_URL.
+    imaging: Imaging | None = None
 
     def announce_uploads(self, grant: UploadGrant, uploads: Sequence[UploadState]) -> None:
         """Files that arrived through the upload page enter the conversation like files sent
@@ -142,6 +145,8 @@ class App:
                 self.sweep_leftovers()
 
     def close(self) -> None:
+        if self.imaging is not None:
+            self.imaging.orthanc.close()
         self.worker.close()
         self.engine.dispose()
 
@@ -224,6 +229,7 @@ def build_app(settings: Settings) -> App:
         clock=lambda: datetime.now(UTC),
         default_locale=settings.default_locale,
     )
+    imaging = build_imaging(settings, engine, files, key, audit)
     erasure = Erasure(
         tables,
         files,
@@ -233,6 +239,7 @@ def build_app(settings: Settings) -> App:
         clock=lambda: datetime.now(UTC),
         delivered=delivered,
         default_locale=settings.default_locale,
+        imaging=imaging.push if imaging is not None else None,
     )
     pipeline.data_rights = RightsJobs(
         tables,
@@ -292,6 +299,7 @@ def build_app(settings: Settings) -> App:
         export,
         erasure,
         delivered,
+        imaging=imaging,
     )
 
 

@@ -81,6 +81,13 @@ class Settings:
     # Our own log lines at this level and above (libraries that would log tokens or values
     # stay at WARNING whatever it is).
     log_level: str = "WARNING"
+    # Orthanc (the PACS behind the viewer): checked studies go there, with a de-identified
+    # copy for specialists; unset, nothing is sent anywhere. Dates in that copy are shifted
+    # per patient (intervals kept) unless kept as they are.
+    orthanc_url: str | None = None
+    orthanc_user: str | None = None
+    orthanc_password: str | None = None
+    orthanc_keep_dates: bool = False
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -131,6 +138,10 @@ KNOWN_VARIABLES = frozenset(
         "RETENTION_WARNING_DAYS",
         "RETENTION_CLOSED_DAYS",
         "LOG_LEVEL",
+        "ORTHANC_URL",
+        "ORTHANC_USER",
+        "ORTHANC_PASSWORD",
+        "ORTHANC_KEEP_DATES",
     }
 )
 
@@ -151,6 +162,7 @@ _OWN_PREFIXES = (
     "FOLLOWUP_",
     "RETENTION_",
     "METRICS_",
+    "ORTHANC_",
 )
 
 
@@ -232,6 +244,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     _check_unknown(env)
     data_dir = Path(_text(env, "DATA_DIR") or "./data").expanduser()
+    if _text(env, "ORTHANC_USER") and not _text(env, "ORTHANC_PASSWORD"):
+        raise ConfigError("ORTHANC_PASSWORD must be set when ORTHANC_USER is set")
     if _text(env, "TELEGRAM_WEBHOOK_URL") and not _text(env, "TELEGRAM_WEBHOOK_SECRET"):
         raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be set when TELEGRAM_WEBHOOK_URL is set")
     return Settings(
@@ -273,6 +287,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retention_warning_days=_positive(env, "RETENTION_WARNING_DAYS", 14),
         retention_closed_days=_positive(env, "RETENTION_CLOSED_DAYS", 730),
         log_level=_log_level(env, "LOG_LEVEL"),
+        orthanc_url=_url(env, "ORTHANC_URL"),
+        orthanc_user=_text(env, "ORTHANC_USER"),
+        orthanc_password=_text(env, "ORTHANC_PASSWORD"),
+        orthanc_keep_dates=_flag(env, "ORTHANC_KEEP_DATES"),
     )
 
 

@@ -119,6 +119,12 @@ def _show(app: App, reference: str, actor: Actor) -> int:
     now = app.pipeline.clock()
     events = app.casework.events(case.id)
     print(render_card(case, now, events).text)
+    if app.imaging is not None:
+        studies = app.imaging.lines_for_case(case.id)
+        if studies:
+            print("\nImaging:")
+            for line in studies:
+                print("  " + line.replace("\n", "\n  "))
     print("\nDocuments:")
     for document in app.documents.for_case(case.id):
         where = document.path or document.original_name

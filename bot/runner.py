@@ -24,6 +24,7 @@ from bot.channels.wechat_runtime import WEBHOOK_PATH as WECHAT_WEBHOOK_PATH
 from bot.channels.wechat_runtime import WeChatChannel
 from bot.config import Settings
 from bot.download_page import DownloadPage
+from bot.imaging import PushLoop, add_viewer_routes
 from bot.read_limits import ReadLimits
 from bot.upload_page import UploadPage
 from bot.web import make_web_app, start_web_app
@@ -120,6 +121,9 @@ async def _serve(app: App, stop: asyncio.Event | None) -> None:
 
     web_app = public_web_app(app, files_arrived, telegram=telegram, wechat=wechat)
     runner = await start_web_app(web_app, app.settings.web_host, app.settings.web_port)
+    push = PushLoop(app.imaging) if app.imaging is not None else None
+    if push is not None:
+        push.start()
     if telegram is not None:
         log.warning(
             "Telegram channel running (%s, %s)",
@@ -131,6 +135,8 @@ async def _serve(app: App, stop: asyncio.Event | None) -> None:
     try:
         await stop.wait()
     finally:
+        if push is not None:
+            await asyncio.to_thread(push.stop)
         await runner.cleanup()
         await running.stop()
 
@@ -154,7 +160,10 @@ def public_web_app(
 
     page = UploadPage(app.upload_tokens, app.uploads, announce)
     downloads = DownloadPage(app.export)
-    return make_web_app(telegram, page, app, wechat, downloads, limits)
+    web_app = make_web_app(telegram, page, app, wechat, downloads, limits)
+    if app.imaging is not None:
+        add_viewer_routes(web_app, app.imaging)
+    return web_app
 
 
 @contextlib.contextmanager

@@ -104,13 +104,20 @@ class DataRightsTables:
         bookkeeping is kept until the farewell is out."""
         tables = _t
         case_ids = list(holders)
-        for name in ("document", "case_event", "section_translation", "upload_token"):
+        for name in (
+            "document",
+            "case_event",
+            "section_translation",
+            "upload_token",
+            "pacs_study",
+            "pacs_instance",
+        ):
             table = tables[name]
             conn.execute(delete(table).where(table.c.case_id.in_(case_ids)))
         actions = tables["coordinator_action"]
         conn.execute(delete(actions).where(actions.c.case_reference.in_(list(references))))
         conn.execute(delete(tables["upload"]).where(tables["upload"].c.id.in_(list(uploads))))
-        for name in ("case", "consent_record", "job", "conversation"):
+        for name in ("case", "consent_record", "job", "conversation", "pacs_key"):
             table = tables[name]
             conn.execute(
                 delete(table).where(table.c.channel == channel, table.c.user_key == user_key)

@@ -312,3 +312,57 @@ class WeChatReply(SQLModel, table=True):
     update_key: str = Field(primary_key=True)
     text: str
     created_at: datetime = Field(index=True)
+
+
+class PacsKey(SQLModel, table=True):
+    """The secret that de-identifies one patient's studies for specialists: the same seed
+    remaps their UIDs and shifts their dates the same way in every study, so intervals
+    between scans survive. It is the mapping back to the patient: it stays here, never in
+    Orthanc and never in the patient's copy."""
+
+    __tablename__ = "pacs_key"
+
+    channel: str = Field(primary_key=True)
+    user_key: str = Field(primary_key=True)
+    seed: str
+    created_at: datetime
+
+
+class PacsStudy(SQLModel, table=True):
+    """One study of a case as it goes to Orthanc: the original and the de-identified copy,
+    each by its Orthanc id, and the push's retries (kept here, so they survive restarts)."""
+
+    __tablename__ = "pacs_study"
+    __table_args__ = (
+        UniqueConstraint("case_id", "study_uid"),
+        Index("ix_pacs_study_due", "pushed_at", "next_try_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    study_uid: str
+    # Orthanc's ids of the two copies ("" until pushed): which is the specialists' is this
+    # column, never a guess from Orthanc's contents.
+    orthanc_original: str = ""
+    orthanc_deidentified: str = ""
+    deidentified_uid: str = ""
+    # Text may be burned into the pixels (BurnedInAnnotation YES, a secondary capture or a
+    # screenshot): de-identification cannot remove it, a coordinator must look first.
+    burned_in: bool = False
+    created_at: datetime
+    # None while instances wait to be pushed; set when every instance known is in Orthanc.
+    pushed_at: datetime | None = None
+    attempts: int = 0
+    next_try_at: datetime | None = None
+
+
+class PacsInstance(SQLModel, table=True):
+    """A checked DICOM file of a case, and whether it is in Orthanc (both copies)."""
+
+    __tablename__ = "pacs_instance"
+
+    file_id: str = Field(primary_key=True)
+    case_id: str = Field(index=True)
+    study_id: int = Field(index=True)
+    sha256: str
+    pushed_at: datetime | None = None

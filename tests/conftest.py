@@ -13,6 +13,7 @@ import pytest
 from bot.app import App, build_app
 from bot.config import Settings, load_settings
 from tests.support.console import Chat, make_chat
+from tests.support.orthanc import orthanc  # noqa: F401  (the imaging tests' real Orthanc)
 from tests.support.postgres import fresh_postgres_database
 from tests.support.telegram import LIBRARIES
 

@@ -67,6 +67,7 @@ def everything(tmp_path: Path) -> Iterator[App]:
         "WECHAT_TOKEN": "wechat-token",
         "METRICS_TOKEN": "a-long-random-scrape-token",
         "PUBLIC_BASE_URL": "https://huizhen.example",
+        "ORTHANC_URL": "http://127.0.0.1:9",
     }
     app = build_app(load_settings(env))
     yield app
@@ -91,9 +92,25 @@ def test_the_proxy_routes_every_public_path_and_no_private_one(everything: App) 
     patterns = routed_patterns(proxy_config())
     paths = web_app_paths(everything)
     assert {"/x/sample", "/u/sample", "/telegram/webhook", "/wechat", "/metrics"} <= paths
+    assert {"/v/sample", "/v/sample/", "/v/sample/sample"} <= paths
     for path in paths:
         routed = any(caddy_matches(pattern, path) for pattern in patterns)
         if path in PRIVATE_PATHS:
             assert not routed, f"{path} is private but the proxy routes it"
         else:
             assert routed, f"{path} is a public route of the web app but the proxy answers 404"
+
+
+def test_orthanc_runs_with_its_plugins_and_is_not_published() -> None:
+    """The workers reach Orthanc on the compose network; no port of it is published, so the
+    only way in from outside is a worker's signed link to one de-identified study."""
+    compose = (DEPLOY / "compose.yaml").read_text(encoding="utf-8")
+    services = compose.split("\nservices:\n", 1)[1].split("\nvolumes:\n", 1)[0]
+    blocks = re.split(r"\n  (?=[\w-]+:\n)", "\n" + services)
+    orthanc = next(block for block in blocks if block.startswith("orthanc:"))
+    assert re.search(r"image:\s*orthancteam/orthanc:", orthanc)
+    assert re.search(r'DICOM_WEB_PLUGIN_ENABLED:\s*"true"', orthanc)
+    assert re.search(r'ORTHANC_WEB_VIEWER_PLUGIN_ENABLED:\s*"true"', orthanc)
+    assert re.search(r'ORTHANC__AUTHENTICATION_ENABLED:\s*"true"', orthanc)
+    assert not re.search(r"^\s*(ports|expose):", orthanc, re.M)
+    assert "ORTHANC_URL: http://orthanc:8042" in compose

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from conversations.channels import CONSOLE, capabilities
 from conversations.events import CoordinatorNotice, Outbound
@@ -40,6 +41,13 @@ ERASED_BY_RETENTION = N_(
 )
 
 
+class ImagingCopies(Protocol):
+    """Where copies of the patient's studies live outside the file store (Orthanc:
+    handlers/imaging/pacs.py); removed first, so a failure leaves the job to run again."""
+
+    def erase(self, case_ids: Sequence[str]) -> None: ...
+
+
 class Erasure:
     def __init__(
         self,
@@ -51,6 +59,7 @@ class Erasure:
         clock: Callable[[], datetime],
         delivered: DeliveredCopies | None = None,
         default_locale: str = "en",
+        imaging: ImagingCopies | None = None,
     ) -> None:
         self.tables = tables
         self.files = files
@@ -61,6 +70,7 @@ class Erasure:
         # Where the console channel left the files it showed (None: no such folder).
         self.delivered = delivered
         self.default_locale = default_locale
+        self.imaging = imaging
 
     def erase(self, person: Person, *, actor: str, farewell: str | None) -> None:
         """Remove every trace of the patient; only a pseudonymous audit entry remains."""
@@ -70,6 +80,8 @@ class Erasure:
         case_ids, references, cards = self._case_ids(person, state)
         holders = [*case_ids, export_holder(person.channel, person.user_key)]
         documents = [row for case_id in holders for row in self.documents.for_case(case_id)]
+        if self.imaging is not None:
+            self.imaging.erase(holders)
         self._remove_files(person, documents, holders)
         uploads = self.tables.upload_ids(case_ids)
         for upload_id in uploads:
