@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, Protocol
 
@@ -23,7 +23,7 @@ from conversations.i18n import translator
 from conversations.state import ConversationKey, ConversationState
 from conversations.step import Context
 from conversations.transition import Transition
-from handlers.ingest.ingestor import Batch, Ingestor, PassingFault, StoreFull
+from handlers.ingest.ingestor import Batch, Ingestor
 from handlers.updates.delivery import FileOpener
 from handlers.updates.metrics import UPDATE_SECONDS, UPDATES
 from handlers.updates.transaction import ConversationStore
@@ -43,6 +43,10 @@ ALBUM_QUIET_SECONDS = 2.0
 # However parts keep coming, a session is checked once its first file waited this long: the
 # patient always hears back.
 SESSION_MAX_WAIT_SECONDS = 60.0
+# A session's files are stored and checked in chunks of at most this many files and bytes:
+# one quota sum, flush to disk, duplicate lookup, worker call and insert for each chunk.
+CHUNK_FILES = 64
+CHUNK_BYTES = 256 * 1024 * 1024
 
 
 class SpoolOpener(Protocol):
@@ -259,40 +263,43 @@ class Pipeline:
         batch = Batch()
         finished: list[PendingJob] = []
         case_id = ""
-        for number, job in enumerate(group):
-            effect = IngestFile.model_validate_json(job.payload_json)
-            case_id = effect.case_id
-            opener = self._opener(job, openers)
-            assert opener is not None
+        for start, chunk in _chunks(group):
+            items: list[tuple[IngestFile, Callable[[IngestFile], BinaryIO]]] = []
+            for job in chunk:
+                effect = IngestFile.model_validate_json(job.payload_json)
+                case_id = effect.case_id
+                opener = self._opener(job, openers)
+                assert opener is not None
 
-            def open_file(effect: IngestFile, opener: FileOpener = opener) -> BinaryIO:
-                return opener.open(effect.file.source)
+                def open_file(effect: IngestFile, opener: FileOpener = opener) -> BinaryIO:
+                    return opener.open(effect.file.source)
 
-            def on_progress(done: int, total: int, number: int = number) -> None:
-                progress.update(number, done, total)
+                items.append((effect, open_file))
 
-            try:
-                self.ingestor.store_and_check(effect, open_file, on_progress, batch)
-            except StoreFull:
-                # Kept in the upload spool, taken again once there is room; no attempt counted.
-                self.jobs.release([job.id])
-                continue
-            except PassingFault:
-                self.jobs.mark_attempt(job.id)
-                if job.attempts + 1 < MAX_ATTEMPTS:
+            def on_progress(index: int, done: int, total: int, start: int = start) -> None:
+                progress.update(start + index, done, total)
+
+            outcomes = self.ingestor.store_and_check(items, on_progress, batch)
+            for job, (effect, _), outcome in zip(chunk, items, outcomes, strict=True):
+                if outcome == "store_full":
+                    # Kept in the upload spool, taken again once there is room; no attempt
+                    # counted.
+                    self.jobs.release([job.id])
                     continue
-                batch.checks.append(
-                    FileCheck(
-                        file_id=effect.file_id,
-                        name=effect.file.name,
-                        problem="unreachable",
-                        kept=False,
+                if outcome == "passing":
+                    self.jobs.mark_attempt(job.id)
+                    if job.attempts + 1 < MAX_ATTEMPTS:
+                        continue
+                    batch.checks.append(
+                        FileCheck(
+                            file_id=effect.file_id,
+                            name=effect.file.name,
+                            problem="unreachable",
+                            kept=False,
+                        )
                     )
-                )
-            if self.uploads is not None and effect.file.source.startswith(UPLOAD_SOURCE):
-                self.uploads.discard(effect.file.source)
-            finished.append(job)
-            progress.update(number + 1, 0, 0)
+                finished.append(job)
+            progress.update(start + len(chunk), 0, 0)
         if not finished:
             return 0
         report = self.ingestor.report(case_id, state, batch, lambda done, total: None)
@@ -311,7 +318,31 @@ class Pipeline:
             settles=[job.id for job in finished],
         )
         progress.finish(sum(check.members or 1 for check in batch.checks))
+        if self.uploads is not None:
+            # Only now that the report is committed: a crash before it runs the jobs again,
+            # and they read their files from the spool again.
+            for job in finished:
+                source = IngestFile.model_validate_json(job.payload_json).file.source
+                if source.startswith(UPLOAD_SOURCE):
+                    self.uploads.discard(source)
         return len(finished)
+
+
+def _chunks(group: list[PendingJob]) -> Iterator[tuple[int, list[PendingJob]]]:
+    """A session's files in chunks stored and checked together (see Ingestor.store_and_check),
+    each with the number of its first file in the session."""
+    start = 0
+    while start < len(group):
+        chunk: list[PendingJob] = []
+        size = 0
+        for job in group[start : start + CHUNK_FILES]:
+            file = IngestFile.model_validate_json(job.payload_json).file
+            if chunk and size + (file.size or 0) > CHUNK_BYTES:
+                break
+            chunk.append(job)
+            size += file.size or 0
+        yield start, chunk
+        start += len(chunk)
 
 
 def _by_session(jobs: list[PendingJob]) -> dict[str, list[PendingJob]]:
