@@ -31,6 +31,10 @@ class CaseSubmitted(BaseModel):
     submitted_at: datetime
 
 
+# The session of an album's files: its parts come one update each (see IngestFile.session).
+ALBUM_SESSION_PREFIX = "album:"
+
+
 class IngestFile(BaseModel):
     """Fetch a file from its channel into the file store, off the conversation's transaction."""
 
@@ -39,6 +43,11 @@ class IngestFile(BaseModel):
     case_id: str
     item: str
     file: FileRef
+    # The files sent together (one upload-page session, one album, one message): their
+    # checks wait for one another and come back as ONE report (handlers/updates/pipeline.py).
+    # An album's parts arrive one update each, so its session is the album; anything else
+    # arrives whole in one update. Empty for jobs queued before sessions existed.
+    session: str = ""
 
 
 class NotifyCoordinators(BaseModel):

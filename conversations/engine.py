@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from conversations import case_progress, commands, data_rights, file_feedback, unread
 from conversations.channels import capabilities
+from conversations.effects import ALBUM_SESSION_PREFIX, IngestFile
 from conversations.events import Content, Inbound, InboundKind, UploadLinkRequest
 from conversations.flow import BEFORE_CONSENT, FIRST_STEP, STEPS
 from conversations.i18n import Translator, negotiate, translator
@@ -214,6 +215,11 @@ def _files(
     outcome.notes = ["\n\n".join(note for note in notes if note)]
     outcome.upload_link = bool(refusals)
     transition = advance(state, outcome)
+    session = f"{ALBUM_SESSION_PREFIX}{event.album}" if event.album else event.update_key
+    transition.effects = [
+        effect.model_copy(update={"session": session}) if isinstance(effect, IngestFile) else effect
+        for effect in transition.effects
+    ]
     if event.album and len(transition.replies) == 1 and not refusals:
         # By webhook an album's parts arrive one request each: each part's acknowledgement
         # (naming the whole album so far) replaces the last on screen, one message in all.

@@ -25,6 +25,7 @@ import io
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,6 +40,7 @@ from bot.config import load_settings
 from conversations.events import FileRef, Inbound, InboundKind, Outbound
 from conversations.i18n import SUPPORTED_LOCALES, translator
 from conversations.state import ConversationKey
+from handlers.updates.pipeline import ALBUM_QUIET_SECONDS
 from storage.files import FileStore, load_key
 from tests.telegram_fake import SENT_METHODS, FakeBotApi, Sent
 
@@ -262,6 +264,16 @@ def reference_run(folder: Path, albums_whole: bool = True) -> list[Script]:
         app.close()
 
 
+def _run_jobs_after_quiet(app: App, opener: _Opener) -> None:
+    later = app.pipeline.clock() + timedelta(seconds=ALBUM_QUIET_SECONDS + 1)
+    running_clock = app.pipeline.clock
+    app.pipeline.clock = lambda: later
+    try:
+        app.pipeline.run_jobs({"telegram": opener})
+    finally:
+        app.pipeline.clock = running_clock
+
+
 def _reference(app: App, variant: int, whole: bool) -> Script:
     policy = Policy(variant)
     user = f"reference-{variant}"
@@ -275,9 +287,14 @@ def _reference(app: App, variant: int, whole: bool) -> Script:
         parts = [move]
         if move.album and not whole:
             parts = [Move(InboundKind.FILES, files=(f,), album=move.album) for f in move.files]
-        for part in parts:
+        for number, part in enumerate(parts, 1):
             _reference_update(app, opener, user, policy.language, len(moves), part)
-            app.pipeline.run_jobs({"telegram": opener})
+            if part.album and number == len(parts):
+                # The album's last part: its files are checked (and reported) once no part
+                # came for a moment, as the running bot's timer does.
+                _run_jobs_after_quiet(app, opener)
+            else:
+                app.pipeline.run_jobs({"telegram": opener})
             rows = app.outbox.pending(limit=100_000)[seen:]
             seen += len(rows)
             outbound = [

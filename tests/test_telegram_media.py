@@ -164,5 +164,14 @@ def test_an_album_by_webhook_is_acknowledged_once(settings: Settings, library: s
                 shown = fake.message(705, acknowledged[0].message_id)
                 assert shown is not None
                 assert all(f"Received: p{i}.pdf" in shown["text"] for i in range(3)), shown
+                # And one report on the whole album, once no part came for a moment.
+                await fake.wait_for(
+                    lambda: any("I've checked" in (s.text or "") for s in fake.sent(705)),
+                    timeout=10,
+                )
+                await settle(fake, quiet=0.5)
+                reports = [s for s in fake.sent(705)[before:] if "I've checked" in (s.text or "")]
+                assert len(reports) == 1, [s.text for s in reports]
+                assert all(f"p{i}.pdf" in (reports[0].text or "") for i in range(3))
 
     run(scenario)

@@ -16,7 +16,7 @@ from bot.config import Settings, load_settings
 from bot.upload_page import UploadPage
 from bot.web import make_web_app
 from storage.uploads import UploadGrant, UploadState
-from tests.dicom_factory import write_series
+from tests.dicom_factory import write_dicomdir, write_series
 from tests.support.console import (
     documents,
     make_chat,
@@ -105,3 +105,55 @@ async def _upload(
         if done:
             async with client.post(f"{link}/done") as response:
                 assert (await response.json())["announced"] == len(files)
+
+
+def test_a_whole_disc_in_one_page_session_gives_one_report(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A hospital disc of 120 images and its index, sent as one folder: one report when all
+    of it is checked, not one per handful of files, and nothing said to be missing."""
+    app = _app(settings)
+    try:
+        chat = make_chat(app)
+        to_imaging(chat)
+        link, _ = upload_link_path(chat)
+        disc = tmp_path / "CD"
+        series = write_series(disc / "DICOM", count=120)
+        index = write_dicomdir(disc, series)
+        before = len(chat.screen.getvalue())
+        asyncio.run(_upload(app, chat.channel, link, [index, *series], disc))
+        screen = chat.screen.getvalue()[before:]
+        assert screen.count("I've checked what you sent") == 1, screen
+        assert "1 series, 120 images" in screen
+        assert "seems to be missing" not in screen
+        assert "did not arrive" not in screen
+        assert screen.count("Is this the scan you meant?") <= 1
+        assert len([d for d in documents(app) if d.kind == "dicom"]) == 120
+    finally:
+        app.close()
+
+
+def test_six_hundred_small_files_in_one_case_are_all_kept(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """More files than the old limit of 500: a case is limited by what it holds in bytes."""
+    app = _app(settings)
+    try:
+        chat = make_chat(app)
+        to_imaging(chat)
+        link, _ = upload_link_path(chat)
+        folder = tmp_path / "scans"
+        folder.mkdir()
+        pages = []
+        for number in range(600):
+            page = folder / f"page-{number:03d}.txt"
+            page.write_text(f"Blood count, page {number}\n")
+            pages.append(page)
+        before = len(chat.screen.getvalue())
+        asyncio.run(_upload(app, chat.channel, link, pages, tmp_path))
+        screen = chat.screen.getvalue()[before:]
+        assert "the most I can take here" not in screen
+        assert screen.count("I've checked what you sent") == 1, screen
+        assert len(documents(app)) == 600
+    finally:
+        app.close()

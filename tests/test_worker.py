@@ -3,13 +3,26 @@ crashes the process is stopped, reported by reason, and the next call works."""
 
 from __future__ import annotations
 
+import io
 import os
 import time
+import zipfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from handlers.ingest.analysis import (
+    Analysis,
+    AnalysisBatch,
+    AnalysisRequest,
+    StoreAccess,
+    analyse_batch,
+    unpacked_bytes,
+)
 from handlers.ingest.worker import Worker, WorkerFailed
+from records.classify import FileKind
+from storage.files import FileStore
 
 Progress = Callable[[int, int], None]
 
@@ -75,3 +88,30 @@ def test_a_call_that_runs_too_long_is_stopped_in_time() -> None:
         assert worker.call(double, 5) == 10
     finally:
         worker.close()
+
+
+def test_files_checked_together_fail_one_by_one(tmp_path: Path) -> None:
+    """One call checks several files; one that cannot be read is reported by its error, the
+    others are checked, and an archive's members come off the quota of the files after it."""
+    key = bytes(32)
+    store = FileStore(tmp_path, key)
+    access = StoreAccess(str(tmp_path), key)
+    first = store.put(io.BytesIO(b"plain text\n"))
+    members = io.BytesIO()
+    with zipfile.ZipFile(members, "w") as archive:
+        archive.writestr("a.txt", b"x" * 1000)
+    archive_file = store.put(io.BytesIO(members.getvalue()))
+    after = store.put(io.BytesIO(b"more text\n"))
+    requests = (
+        AnalysisRequest(access, first.sha256, first.size, 10_000),
+        AnalysisRequest(access, "0" * 64, 5, 10_000),  # not in the store
+        AnalysisRequest(access, archive_file.sha256, archive_file.size, 10_000),
+        AnalysisRequest(access, after.sha256, after.size, 1_500),
+    )
+    seen: list[tuple[int, int]] = []
+    results = analyse_batch(AnalysisBatch(requests), lambda done, total: seen.append((done, total)))
+    assert isinstance(results[0], Analysis) and results[0].kind == FileKind.TEXT.value
+    assert results[1] == "FileNotFoundError"
+    assert isinstance(results[2], Analysis) and unpacked_bytes(results[2]) == 1000
+    assert isinstance(results[3], Analysis) and not results[3].problem
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]

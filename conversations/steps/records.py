@@ -19,7 +19,9 @@ from records.markers import N_
 # /status anywhere in the checklist.
 CHECKLIST_DESCRIPTION = N_("the records checklist")
 
-MAX_FILES_PER_CASE = 500
+# A safety limit only: a CT or MR disc holds 2,000-5,000 images. What a case may hold is
+# limited by bytes (the case quota, enforced by the upload page and the file checks).
+MAX_FILES_PER_CASE = 20_000
 # Files past this many in one message are acknowledged as a count, not one line each.
 LIST_RECEIVED_UP_TO = 8
 UPLOAD_PAGE_NOTE = N_(

@@ -23,7 +23,7 @@ from records.dicom import (
 )
 from records.pdfs import inspect_pdf
 from records.previews import PreviewUnavailable, contact_sheet_png, series_preview_png
-from storage.files import FileStore, FileTooLarge
+from storage.files import FileStore, FileTooLarge, out_of_space
 
 Progress = Callable[[int, int], None]
 
@@ -82,6 +82,51 @@ def analyse(request: AnalysisRequest, progress: Progress) -> Analysis:
             return _unpack(store, stream, kind, request, progress)
     entry = _describe(store, request.sha256, request.size, kind, "")
     return Analysis(kind=kind.value, entries=(entry,), problem=entry.problem)
+
+
+@dataclass(frozen=True)
+class AnalysisBatch:
+    """Several stored files checked in one call to the worker (one round trip, not one per
+    file); each request's `quota_left` is what was left before that file, as if it came
+    alone: what archives earlier in the batch unpacked is taken off it here."""
+
+    requests: tuple[AnalysisRequest, ...]
+
+
+# A file's result, or the name of the error that stopped its check (as WorkerFailed says).
+AnalysisOutcome = Analysis | str
+
+
+def analyse_batch(batch: AnalysisBatch, progress: Progress) -> tuple[AnalysisOutcome, ...]:
+    """Each file on its own: one that fails is reported by its error, the others go on."""
+    results: list[AnalysisOutcome] = []
+    unpacked = 0
+    for done, request in enumerate(batch.requests, 1):
+        request = dataclasses.replace(request, quota_left=max(0, request.quota_left - unpacked))
+        try:
+            analysis = analyse(request, _silent)
+        except MemoryError:
+            results.append("memory")
+        except RecursionError:
+            results.append("recursion")
+        except Exception as error:  # by name only: never a file's content
+            results.append("no_space" if out_of_space(error) else type(error).__name__)
+        else:
+            unpacked += unpacked_bytes(analysis)
+            results.append(analysis)
+        progress(done, len(batch.requests))
+    return tuple(results)
+
+
+def unpacked_bytes(analysis: Analysis) -> int:
+    """What an archive's members add to the case (the archive itself counted already)."""
+    if analysis.kind not in {kind.value for kind in ARCHIVES} or analysis.problem:
+        return 0
+    return sum(entry.size for entry in {entry.sha256: entry for entry in analysis.entries}.values())
+
+
+def _silent(done: int, total: int) -> None:
+    pass
 
 
 def _describe(store: FileStore, sha256: str, size: int, kind: FileKind, path: str) -> Entry:

@@ -15,25 +15,29 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from conversations.effects import IngestFile
 from conversations.state import ConversationState
 from handlers.ingest.analysis import (
     Analysis,
+    AnalysisBatch,
+    AnalysisOutcome,
     AnalysisRequest,
     Entry,
     PreviewRequest,
     StoreAccess,
     analyse,
+    analyse_batch,
     make_previews,
+    unpacked_bytes,
 )
 from handlers.ingest.worker import Worker, WorkerFailed
 from records.classify import FileKind
 from records.dicom import DicomInstance, StudySummary, flags, summarize
 from records.report import FileCheck, FilesReport, FlagLine, MemberProblem, StudyLine
 from storage.documents import DocumentRow, DocumentStore
-from storage.files import MAX_FILE_BYTES, FileStore, FileTooLarge, out_of_space
+from storage.files import MAX_FILE_BYTES, FileStore, FileTooLarge, StoredFile, out_of_space
 from storage.uploads import UPLOAD_SOURCE
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,21 @@ def study_key(study_uid: str) -> str:
     return hashlib.sha256(study_uid.encode()).hexdigest()[:10]
 
 
+Outcome = Literal["done", "store_full", "passing"]
+# (the file's number among those checked together, 0-based; an archive's members done, of)
+ChunkProgress = Callable[[int, int, int], None]
+
+
+@dataclass(frozen=True)
+class _Put:
+    """A file in the store, waiting to be checked with the others."""
+
+    index: int
+    effect: IngestFile
+    stored: StoredFile
+    left: int  # what the case could still hold before it
+
+
 @dataclass
 class Batch:
     """What one run found, before it becomes a report."""
@@ -105,74 +124,196 @@ class Ingestor:
         self.clock = clock
 
     def store_and_check(
-        self, effect: IngestFile, opener: Opener, progress: Progress, batch: Batch
-    ) -> None:
-        """One file: raises PassingFault when fetching it failed for a reason that may pass,
-        StoreFull when an upload-page file found the disk full."""
+        self, items: Sequence[tuple[IngestFile, Opener]], progress: ChunkProgress, batch: Batch
+    ) -> list[Outcome]:
+        """Several files of one session, stored and checked together: one quota sum, one
+        flush to disk, one duplicate lookup, one call into the worker and one insert for all
+        of them, where each file alone took one of each. Returns each file's outcome:
+        "done" (its check is in `batch`), "store_full" (an upload-page file found the disk
+        full: it waits in its spool) or "passing" (fetching it failed for a reason that may
+        pass; its job is tried again). A file that fails is reported as when sent alone, and
+        the others are kept."""
+        outcomes: list[Outcome] = ["done"] * len(items)
+        checks: dict[int, FileCheck] = {}
+        pending: list[_Put] = []
+        used: dict[str, int] = {}
+        for index, (effect, opener) in enumerate(items):
+            if effect.case_id not in used:
+                used[effect.case_id] = self.documents.bytes_used(effect.case_id)
+            left = self.quota_bytes - used[effect.case_id]
+            try:
+                put = self._put(effect, opener, left)
+            except StoreFull:
+                outcomes[index] = "store_full"
+                continue
+            except PassingFault:
+                outcomes[index] = "passing"
+                continue
+            if isinstance(put, FileCheck):
+                checks[index] = put
+                continue
+            if any(
+                p.stored.sha256 == put.sha256 and p.effect.case_id == effect.case_id
+                for p in pending
+            ):
+                # The same content twice among them: the first is checked and recorded
+                # before the second is looked at, which is then told as a duplicate.
+                self._check_stored(pending, checks, outcomes, progress, batch)
+                pending = []
+            pending.append(_Put(index, effect, put, left))
+            used[effect.case_id] += put.size
+        self._check_stored(pending, checks, outcomes, progress, batch)
+        batch.checks += [checks[index] for index in sorted(checks)]
+        return outcomes
+
+    def _put(self, effect: IngestFile, opener: Opener, left: int) -> StoredFile | FileCheck:
+        """The file into the store (not yet flushed to disk), or why it could not go there.
+        Raises PassingFault or StoreFull (see store_and_check)."""
         file = effect.file
         check = FileCheck(file_id=effect.file_id, name=file.name)
-        left = self.quota_bytes - self.documents.bytes_used(effect.case_id)
         if file.size is not None and file.size > left:
-            batch.checks.append(check.model_copy(update={"problem": "quota", "kept": False}))
-            return
+            return check.model_copy(update={"problem": "quota", "kept": False})
         try:
             with opener(effect) as stream:
-                stored = self.files.put(stream, max_bytes=min(MAX_FILE_BYTES, max(0, left)))
+                # Flushed to disk once for all the files checked together, before any row
+                # names them (_check_stored).
+                return self.files.put(
+                    stream, max_bytes=min(MAX_FILE_BYTES, max(0, left)), durable=False
+                )
         except FileTooLarge:
             problem = "quota" if left < MAX_FILE_BYTES else "too_large"
-            batch.checks.append(check.model_copy(update={"problem": problem, "kept": False}))
-            return
+            return check.model_copy(update={"problem": problem, "kept": False})
         except Exception as error:
             if out_of_space(error):
-                self._out_of_space(effect, batch, check)
-                return
+                return self._out_of_space(effect, check)
             if not isinstance(error, OSError | ValueError):
                 log.warning("fetching a file failed (%s)", type(error).__name__)
                 raise PassingFault(type(error).__name__) from error
             # Never the file's name in a log line: it can say what the illness is.
             log.warning("a file could not be read from its channel (%s)", type(error).__name__)
-            batch.checks.append(check.model_copy(update={"problem": "unreadable", "kept": False}))
+            return check.model_copy(update={"problem": "unreadable", "kept": False})
+
+    def _check_stored(
+        self,
+        pending: list[_Put],
+        checks: dict[int, FileCheck],
+        outcomes: list[Outcome],
+        progress: ChunkProgress,
+        batch: Batch,
+    ) -> None:
+        if not pending:
             return
-        # A job run again after a crash finds the row its first run wrote: not a duplicate.
-        earlier = self.documents.names_with(effect.case_id, stored.sha256, effect.file_id) or [
-            row.original_name
-            for row in batch.new_rows
-            if row.sha256 == stored.sha256 and row.case_id == effect.case_id
-        ]
-        if earlier:
-            update = {"problem": "duplicate", "duplicate_of": earlier[0], "kept": False}
-            batch.checks.append(check.model_copy(update=update))
-            return
-        try:
-            request = AnalysisRequest(self.store_access, stored.sha256, stored.size, left)
-            analysis = self.worker.call(analyse, request, progress)
-        except WorkerFailed as failure:
-            if failure.reason == "no_space":
+        self.files.flush_to_disk()
+        known: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        for case_id in {put.effect.case_id for put in pending}:
+            shas = [put.stored.sha256 for put in pending if put.effect.case_id == case_id]
+            known[case_id] = self.documents.names_by_sha(case_id, shas)
+        to_check: list[_Put] = []
+        for put in pending:
+            effect, stored = put.effect, put.stored
+            # A job run again after a crash finds the row its first run wrote: not a
+            # duplicate.
+            earlier = [
+                name
+                for file_id, name in known[effect.case_id].get(stored.sha256, [])
+                if file_id != effect.file_id
+            ] or [
+                row.original_name
+                for row in batch.new_rows
+                if row.sha256 == stored.sha256 and row.case_id == effect.case_id
+            ]
+            if earlier:
+                update = {"problem": "duplicate", "duplicate_of": earlier[0], "kept": False}
+                check = FileCheck(file_id=effect.file_id, name=effect.file.name)
+                checks[put.index] = check.model_copy(update=update)
+            else:
+                to_check.append(put)
+        rows: list[DocumentRow] = []
+        unpacked: dict[str, int] = {}
+        for put, result in zip(to_check, self._analyse(to_check, progress), strict=True):
+            effect, stored = put.effect, put.stored
+            check = FileCheck(file_id=effect.file_id, name=effect.file.name)
+            if unpacked.get(effect.case_id, 0) + stored.size > put.left and (
+                not isinstance(result, Analysis) or not unpacked_bytes(result)
+            ):
+                # Archives checked just before it filled what the case may hold.
+                if stored.created and not self._named_elsewhere(stored.sha256, rows, batch):
+                    self.files.delete(stored.sha256)
+                checks[put.index] = check.model_copy(update={"problem": "quota", "kept": False})
+                continue
+            if result == "no_space":
                 # Unpacking an archive filled the disk (the worker removed what it added).
                 if stored.created:
                     self.files.delete(stored.sha256)
-                self._out_of_space(effect, batch, check)
-                return
-            log.warning("a file could not be checked (%s)", failure.reason)
-            analysis = Analysis(
-                kind=FileKind.UNKNOWN.value,
-                entries=(Entry(stored.sha256, stored.size, FileKind.UNKNOWN.value),),
-                problem="not_checked",
+                try:
+                    checks[put.index] = self._out_of_space(effect, check)
+                except StoreFull:
+                    outcomes[put.index] = "store_full"
+                continue
+            if isinstance(result, str):
+                log.warning("a file could not be checked (%s)", result)
+                result = Analysis(
+                    kind=FileKind.UNKNOWN.value,
+                    entries=(Entry(stored.sha256, stored.size, FileKind.UNKNOWN.value),),
+                    problem="not_checked",
+                )
+            unpacked[effect.case_id] = unpacked.get(effect.case_id, 0) + unpacked_bytes(result)
+            checks[put.index], new = self._record(
+                effect, stored.sha256, stored.size, stored.created, result, batch
             )
-        batch.checks.append(
-            self._record(effect, stored.sha256, stored.size, stored.created, analysis, batch)
-        )
-        log.info(
-            "file stored",
-            extra={
-                "kind": analysis.kind,
-                "bytes": stored.size,
-                "entries": len(analysis.entries),
-                "problem": analysis.problem or None,
-            },
-        )
+            rows += new
+            log.info(
+                "file stored",
+                extra={
+                    "kind": result.kind,
+                    "bytes": stored.size,
+                    "entries": len(result.entries),
+                    "problem": result.problem or None,
+                },
+            )
+        self.documents.add(rows)
 
-    def _out_of_space(self, effect: IngestFile, batch: Batch, check: FileCheck) -> None:
+    @staticmethod
+    def _named_elsewhere(sha256: str, rows: list[DocumentRow], batch: Batch) -> bool:
+        return any(row.sha256 == sha256 for row in (*rows, *batch.new_rows))
+
+    def _analyse(self, puts: list[_Put], progress: ChunkProgress) -> list[AnalysisOutcome]:
+        """One call into the worker for all of them; should that call fail as a whole (the
+        worker killed for time or memory, a crash), each file is checked alone again, so
+        only the one at fault is told it could not be checked."""
+        requests = [
+            AnalysisRequest(self.store_access, put.stored.sha256, put.stored.size, put.left)
+            for put in puts
+        ]
+        if len(requests) > 1:
+            try:
+                return list(
+                    self.worker.call(
+                        analyse_batch,
+                        AnalysisBatch(tuple(requests)),
+                        lambda done, total: progress(puts[done - 1].index + 1, 0, 0),
+                    )
+                )
+            except WorkerFailed as failure:
+                log.warning("checking files together failed (%s); one by one", failure.reason)
+        results: list[AnalysisOutcome] = []
+        unpacked = 0
+        for put, request in zip(puts, requests, strict=True):
+            request = dataclasses.replace(request, quota_left=max(0, request.quota_left - unpacked))
+
+            def inner(done: int, total: int, index: int = put.index) -> None:
+                progress(index, done, total)
+
+            try:
+                analysis = self.worker.call(analyse, request, inner)
+            except WorkerFailed as failure:
+                results.append(failure.reason)
+                continue
+            unpacked += unpacked_bytes(analysis)
+            results.append(analysis)
+        return results
+
+    def _out_of_space(self, effect: IngestFile, check: FileCheck) -> FileCheck:
         """Nothing of the file is kept (put() removed its partial copy). A chat file is sent
         again by the patient, who is told so; an upload-page file waits in its spool."""
         upload = effect.file.source.startswith(UPLOAD_SOURCE)
@@ -182,7 +323,7 @@ class Ingestor:
         )
         if upload:
             raise StoreFull()
-        batch.checks.append(check.model_copy(update={"problem": "no_space", "kept": False}))
+        return check.model_copy(update={"problem": "no_space", "kept": False})
 
     def _record(
         self,
@@ -192,7 +333,9 @@ class Ingestor:
         created: bool,
         analysis: Analysis,
         batch: Batch,
-    ) -> FileCheck:
+    ) -> tuple[FileCheck, list[DocumentRow]]:
+        """The file's check, and the rows that record it (added with the others checked
+        together)."""
         named_as_scan = effect.file.name.lower().endswith(DICOM_SUFFIXES)
         if analysis.kind == FileKind.UNKNOWN.value and not analysis.problem and named_as_scan:
             # Named as a scan, but no scan inside: say so rather than "a file".
@@ -215,7 +358,7 @@ class Ingestor:
             # Nothing of a refused file is kept: not the archive, not a member.
             if created:
                 self.files.delete(sha256)
-            return check.model_copy(update={"kept": False})
+            return check.model_copy(update={"kept": False}), []
         now = self.clock()
         rows = [
             DocumentRow(
@@ -250,10 +393,9 @@ class Ingestor:
                 )
                 for index, entry in enumerate(analysis.entries, 1)
             ]
-        self.documents.add(rows)
         batch.new_rows += rows
         contents = rows[1:] if archive else rows
-        return check.model_copy(
+        summary = check.model_copy(
             update={
                 "members": len(contents) if archive else 0,
                 "dicom_files": sum(1 for r in contents if r.kind == FileKind.DICOM.value),
@@ -268,6 +410,7 @@ class Ingestor:
                 ],
             }
         )
+        return summary, rows
 
     def report(
         self, case_id: str, state: ConversationState | None, batch: Batch, progress: Progress

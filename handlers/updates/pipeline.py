@@ -7,18 +7,23 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, Protocol
 
 from conversations import engine
-from conversations.effects import ConsentWithdrawn, DataRightRequested, IngestFile
+from conversations.effects import (
+    ALBUM_SESSION_PREFIX,
+    ConsentWithdrawn,
+    DataRightRequested,
+    IngestFile,
+)
 from conversations.events import Inbound, InboundKind, Outbound
 from conversations.i18n import translator
 from conversations.state import ConversationKey, ConversationState
 from conversations.step import Context
 from conversations.transition import Transition
-from handlers.ingest.ingestor import Batch, Ingestor, PassingFault, StoreFull
+from handlers.ingest.ingestor import Batch, Ingestor
 from handlers.updates.delivery import FileOpener
 from handlers.updates.metrics import UPDATE_SECONDS, UPDATES
 from handlers.updates.transaction import ConversationStore
@@ -31,6 +36,17 @@ log = logging.getLogger(__name__)
 
 PROGRESS_AFTER_SECONDS = 2.0
 PROGRESS_EVERY_SECONDS = 1.5
+# A Telegram album's parts come one update each (by webhook), a second or so apart, and
+# nothing says how many there are: the album is taken as complete once no part has come for
+# this long. Every other session (an upload-page session, one message, a zip) arrives whole.
+ALBUM_QUIET_SECONDS = 2.0
+# However parts keep coming, a session is checked once its first file waited this long: the
+# patient always hears back.
+SESSION_MAX_WAIT_SECONDS = 60.0
+# A session's files are stored and checked in chunks of at most this many files and bytes:
+# one quota sum, flush to disk, duplicate lookup, worker call and insert for each chunk.
+CHUNK_FILES = 64
+CHUNK_BYTES = 256 * 1024 * 1024
 
 
 class SpoolOpener(Protocol):
@@ -184,29 +200,54 @@ class Pipeline:
         return done
 
     def _run_file_jobs(self, openers: Mapping[str, FileOpener]) -> int:
-        """Store and check the files conversations accepted, one conversation's batch at a
-        time, and report each batch back to its conversation."""
+        """Store and check the files conversations accepted, one conversation at a time, and
+        report each upload session (an upload-page session, an album, a message) back to its
+        conversation in ONE report, once the session is complete."""
         done = 0
-        while True:
-            lease = timedelta(seconds=self.job_lease_seconds)
-            claimed = self.jobs.claim(self.clock(), lease, ("ingest_file",))
-            pending = [job for job in claimed if self._opener(job, openers)]
-            self.jobs.release([job.id for job in claimed if job not in pending])
-            if not pending:
-                return done
-            finished = 0
-            try:
-                for group in _by_conversation(pending).values():
-                    finished += self._run_batch(group, openers)
-            except Exception:
-                # The database failed (a full disk, a lost connection): what was not done
-                # is free again for the next try, not held for the whole lease.
-                with contextlib.suppress(Exception):
-                    self.jobs.release([job.id for job in pending])
-                raise
-            done += finished
-            if finished == 0:
-                return done  # only passing faults: tried again on the next round
+        # Conversations left for later in this run: their files are for another process,
+        # wait for a passing fault, or belong to an album still arriving.
+        skip: set[tuple[str, str]] = set()
+        wake_in: float | None = None
+        try:
+            while True:
+                lease = timedelta(seconds=self.job_lease_seconds)
+                kinds = ("ingest_file",)
+                claimed = self.jobs.claim_conversation(self.clock(), lease, kinds, skip)
+                if not claimed:
+                    return done
+                conversation = (claimed[0].channel, claimed[0].user_key)
+                pending = [job for job in claimed if self._opener(job, openers)]
+                ready: list[list[PendingJob]] = []
+                now = self.clock()
+                for session, group in _by_session(pending).items():
+                    wait = _still_arriving(session, group, now)
+                    if wait > 0:
+                        wake_in = wait if wake_in is None else min(wake_in, wait)
+                    else:
+                        ready.append(group)
+                taken = {job.id for group in ready for job in group}
+                self.jobs.release([job.id for job in claimed if job.id not in taken])
+                finished = 0
+                try:
+                    for group in ready:
+                        finished += self._run_batch(group, openers)
+                except Exception:
+                    # The database failed (a full disk, a lost connection): what was not
+                    # done is free again for the next try, not held for the whole lease.
+                    with contextlib.suppress(Exception):
+                        self.jobs.release(sorted(taken))
+                    raise
+                done += finished
+                if finished == 0 or len(taken) < len(claimed):
+                    # Only passing faults (tried again on the next round), or files this
+                    # run is not to check yet: the next conversation.
+                    skip.add(conversation)
+        finally:
+            if wake_in is not None:
+                # Nobody else asks again when an album's last part has come: a timer does.
+                timer = threading.Timer(wake_in + 0.1, self.jobs_queued)
+                timer.daemon = True
+                timer.start()
 
     def _opener(self, job: PendingJob, openers: Mapping[str, FileOpener]) -> FileOpener | None:
         effect = IngestFile.model_validate_json(job.payload_json)
@@ -222,40 +263,43 @@ class Pipeline:
         batch = Batch()
         finished: list[PendingJob] = []
         case_id = ""
-        for number, job in enumerate(group):
-            effect = IngestFile.model_validate_json(job.payload_json)
-            case_id = effect.case_id
-            opener = self._opener(job, openers)
-            assert opener is not None
+        for start, chunk in _chunks(group):
+            items: list[tuple[IngestFile, Callable[[IngestFile], BinaryIO]]] = []
+            for job in chunk:
+                effect = IngestFile.model_validate_json(job.payload_json)
+                case_id = effect.case_id
+                opener = self._opener(job, openers)
+                assert opener is not None
 
-            def open_file(effect: IngestFile, opener: FileOpener = opener) -> BinaryIO:
-                return opener.open(effect.file.source)
+                def open_file(effect: IngestFile, opener: FileOpener = opener) -> BinaryIO:
+                    return opener.open(effect.file.source)
 
-            def on_progress(done: int, total: int, number: int = number) -> None:
-                progress.update(number, done, total)
+                items.append((effect, open_file))
 
-            try:
-                self.ingestor.store_and_check(effect, open_file, on_progress, batch)
-            except StoreFull:
-                # Kept in the upload spool, taken again once there is room; no attempt counted.
-                self.jobs.release([job.id])
-                continue
-            except PassingFault:
-                self.jobs.mark_attempt(job.id)
-                if job.attempts + 1 < MAX_ATTEMPTS:
+            def on_progress(index: int, done: int, total: int, start: int = start) -> None:
+                progress.update(start + index, done, total)
+
+            outcomes = self.ingestor.store_and_check(items, on_progress, batch)
+            for job, (effect, _), outcome in zip(chunk, items, outcomes, strict=True):
+                if outcome == "store_full":
+                    # Kept in the upload spool, taken again once there is room; no attempt
+                    # counted.
+                    self.jobs.release([job.id])
                     continue
-                batch.checks.append(
-                    FileCheck(
-                        file_id=effect.file_id,
-                        name=effect.file.name,
-                        problem="unreachable",
-                        kept=False,
+                if outcome == "passing":
+                    self.jobs.mark_attempt(job.id)
+                    if job.attempts + 1 < MAX_ATTEMPTS:
+                        continue
+                    batch.checks.append(
+                        FileCheck(
+                            file_id=effect.file_id,
+                            name=effect.file.name,
+                            problem="unreachable",
+                            kept=False,
+                        )
                     )
-                )
-            if self.uploads is not None and effect.file.source.startswith(UPLOAD_SOURCE):
-                self.uploads.discard(effect.file.source)
-            finished.append(job)
-            progress.update(number + 1, 0, 0)
+                finished.append(job)
+            progress.update(start + len(chunk), 0, 0)
         if not finished:
             return 0
         report = self.ingestor.report(case_id, state, batch, lambda done, total: None)
@@ -274,14 +318,57 @@ class Pipeline:
             settles=[job.id for job in finished],
         )
         progress.finish(sum(check.members or 1 for check in batch.checks))
+        if self.uploads is not None:
+            # Only now that the report is committed: a crash before it runs the jobs again,
+            # and they read their files from the spool again.
+            for job in finished:
+                source = IngestFile.model_validate_json(job.payload_json).file.source
+                if source.startswith(UPLOAD_SOURCE):
+                    self.uploads.discard(source)
         return len(finished)
 
 
-def _by_conversation(jobs: list[PendingJob]) -> dict[tuple[str, str], list[PendingJob]]:
-    groups: dict[tuple[str, str], list[PendingJob]] = {}
+def _chunks(group: list[PendingJob]) -> Iterator[tuple[int, list[PendingJob]]]:
+    """A session's files in chunks stored and checked together (see Ingestor.store_and_check),
+    each with the number of its first file in the session."""
+    start = 0
+    while start < len(group):
+        chunk: list[PendingJob] = []
+        size = 0
+        for job in group[start : start + CHUNK_FILES]:
+            file = IngestFile.model_validate_json(job.payload_json).file
+            if chunk and size + (file.size or 0) > CHUNK_BYTES:
+                break
+            chunk.append(job)
+            size += file.size or 0
+        yield start, chunk
+        start += len(chunk)
+
+
+def _by_session(jobs: list[PendingJob]) -> dict[str, list[PendingJob]]:
+    """One conversation's jobs by upload session, the oldest session first."""
+    groups: dict[str, list[PendingJob]] = {}
     for job in jobs:
-        groups.setdefault((job.channel, job.user_key), []).append(job)
+        session = IngestFile.model_validate_json(job.payload_json).session
+        groups.setdefault(session, []).append(job)
     return groups
+
+
+def _still_arriving(session: str, group: list[PendingJob], now: datetime) -> float:
+    """Seconds until the session counts as complete; 0 when it is complete now."""
+    if not session.startswith(ALBUM_SESSION_PREFIX):
+        return 0.0
+    times = [_aware(job.created_at) for job in group if job.created_at is not None]
+    if not times:
+        return 0.0
+    quiet = ALBUM_QUIET_SECONDS - (now - max(times)).total_seconds()
+    cap = SESSION_MAX_WAIT_SECONDS - (now - min(times)).total_seconds()
+    return max(0.0, min(quiet, cap))
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives back times without their zone; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class _ProgressMessage:
