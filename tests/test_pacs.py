@@ -25,7 +25,7 @@ from records.deidentify import Deidentifier
 from storage.orthanc import OrthancClient
 from storage.pacs import StudyRow
 from tests.dicom_factory import uid, write_series, zip_files
-from tests.support.console import Chat, consent, make_chat, through_fit
+from tests.support.console import Chat, make_chat, to_imaging
 from tests.support.orthanc import RunningOrthanc, free_port
 
 pytestmark = pytest.mark.databases("sqlite")
@@ -82,22 +82,8 @@ def _scans(tmp_path: Path) -> Path:
 
 
 def _submit(chat: Chat, app: App, tmp_path: Path) -> str:
-    consent(chat)
-    chat.choose("self")
-    through_fit(chat, ("new_diagnosis",), ("no", "yes", "yes", "no", "no"))
-    chat.choose("review")
-    chat.choose("continue")
-    chat.choose("oncology")
-    chat.choose("solid_other")
-    chat.say("Lung nodule 3 cm")
-    chat.choose(chat.option_ids[0])
-    chat.choose(chat.option_ids[0])
-    chat.say("Is surgery needed now?")
-    chat.choose("done")
-    chat.say("2026-05-10: CT chest, nodule 3 cm")
-    chat.choose("done")
-    chat.choose("later")
-    chat.choose("upload")
+    """A case with the scans sent at its imaging item, submitted; returns its reference."""
+    to_imaging(chat)
     chat.say(str(_scans(tmp_path)))
     while "Yes, that's it" in chat.buttons:
         chat.press("Yes, that's it")
