@@ -39,13 +39,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _chat(settings: Settings, user: str) -> int:
+    from bot.imaging import pushing
     from bot.runner import console_web_app
 
     app = build_app(settings)
     app.sweep_leftovers()  # what a killed run left on disk
     console = ConsoleChannel(app, sys.stdout, user_key=user, language_hint=console_language_hint())
     # The links the console hands out (PUBLIC_BASE_URL) need the web app to answer them.
-    with console_web_app(app, console):
+    with console_web_app(app, console), pushing(app.imaging):
         print(f"Huizhen console: data in {settings.data_dir}. Type /quit to leave.\n")
         console.run(sys.stdin)
     return 0

@@ -5,11 +5,12 @@ only, never an open Orthanc."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -113,6 +114,21 @@ class PushLoop:
             except Exception as error:  # the database away: the rows say what is left
                 log.error("the Orthanc push round failed (%s)", type(error).__name__)
             self._stop.wait(self.interval)
+
+
+@contextlib.contextmanager
+def pushing(imaging: Imaging | None, interval: float = PUSH_INTERVAL_SECONDS) -> Iterator[None]:
+    """The push running for as long as the block runs, whichever channel serves (the
+    console included); nothing without ORTHANC_URL."""
+    if imaging is None:
+        yield
+        return
+    loop = PushLoop(imaging, interval)
+    loop.start()
+    try:
+        yield
+    finally:
+        loop.stop()
 
 
 # --- the signed viewer -----------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from bot.app import App, build_app
 from bot.config import ConfigError, load_settings
+from bot.imaging import pushing
 from bot.queue_cli import _show
 from bot.runner import public_web_app
 from bot.web import start_web_app
@@ -315,3 +317,16 @@ def test_the_orthanc_settings(tmp_path: Path) -> None:
         assert app.imaging is None  # without the setting nothing changes
     finally:
         app.close()
+
+
+def test_the_console_pushes_too(pacs: tuple[App, RunningOrthanc, int], tmp_path: Path) -> None:
+    """`huizhen run` with no platform serves the console: its studies reach Orthanc as well,
+    while it runs, and the push stops with it."""
+    app, orthanc, _ = pacs
+    with pushing(app.imaging, interval=0.1):
+        _submit(make_chat(app), app, tmp_path)
+        deadline = time.monotonic() + 60
+        while len(orthanc.studies()) < 4:
+            assert time.monotonic() < deadline, "the console's studies never reached Orthanc"
+            time.sleep(0.2)
+    assert all(study.pushed_at is not None for study in _studies(app))
