@@ -141,7 +141,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE_REVISION = "0001"
 # The newest migration (storage/migrations/versions); tests/test_migrations.py checks it is
 # Alembic's head, so a start on a current schema need not load Alembic to know.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 class SchemaOutdated(RuntimeError):
