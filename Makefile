@@ -93,6 +93,7 @@ i18n: $(DEV_STAMP)
 	$(BIN)/pybabel compile --statistics -d locales
 
 bench: $(DEV_STAMP) orthanc
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/telegram.py
 	$(BIN)/python benchmarks/dicom.py

@@ -17,6 +17,15 @@ were delivered while the users played is shown, not waited for.
 
     .venv/bin/python benchmarks/scale.py               # 1,000 users per configuration
     .venv/bin/python benchmarks/scale.py --users 200   # quicker
+    .venv/bin/python benchmarks/scale.py --decay-only --round-users 300   # decay only
+    .venv/bin/python benchmarks/scale.py --no-decay --users 200   # configurations only
+
+Decay: one PostgreSQL worker on one database plays ROUNDS rounds of new users, one after the
+other, while the outbox fills and its rows are claimed, sent and marked (dead rows pile up
+until autovacuum); `decay` is the last round's updates/s over the first's (1.0: flat), and
+`decay_cpu` the first round's CPU per update (the worker and its PostgreSQL server
+processes) over the last's, which other load on the machine disturbs less.
+`scale_2` is two PostgreSQL workers over one.
 
 The driver and the fake Bot API share the machine with the workers and the database (its CPU
 share is printed). The last line printed is one JSON object with the figures.
@@ -65,6 +74,8 @@ from tests.support.workers import (
 from tests.telegram_fake import FakeBotApi
 
 DEFAULT_USERS = 1_000
+DECAY_ROUNDS = 10
+DECAY_ROUND_USERS = 500
 WARMUP_USERS = 20
 CONFIGURATIONS = (("pg", 1), ("pg", 2), ("pg", 4), ("sqlite", 1))
 
@@ -156,6 +167,68 @@ async def measure(name: str, workers: int, users: int, database_url: str | None)
     return Outcome(name, workers, users, drive, delivered, unsent, stored, worker_cpu, driver_cpu)
 
 
+def backend_pids(database_url: str) -> list[int]:
+    """PostgreSQL's server processes serving the benchmark's database (the worker's pool)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            name = conn.execute(text("SELECT current_database()")).scalar_one()
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = :n AND pid <> pg_backend_pid()"
+                ),
+                {"n": name},
+            ).scalars()
+            return [int(pid) for pid in pids]
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class DecayRound:
+    drive: DriveResult
+    cpu: float  # seconds: the worker and the database's server processes, this round
+
+    @property
+    def cpu_ms_per_update(self) -> float:
+        return self.cpu / self.drive.updates * 1000
+
+
+async def measure_decay(rounds: int, users: int, database_url: str) -> list[DecayRound]:
+    """Updates/s of one PostgreSQL worker over `rounds` rounds of new users, one database,
+    and the CPU the worker and PostgreSQL spent per update (which other load on the machine
+    disturbs less than the wall time)."""
+    with tempfile.TemporaryDirectory(prefix="huizhen-bench-scale-decay-") as folder:
+        tmp = Path(folder)
+        async with (
+            FakeBotApi() as fake,
+            running_workers(1, fake, tmp / "data", database_url, tmp / "logs") as procs,
+        ):
+            ports = [p.port for p in procs]
+            await Driver(fake, ports, seed=1).run(make_users(WARMUP_USERS, first_id=600_000_000))
+            results: list[DecayRound] = []
+            for index in range(rounds):
+                first_id = 700_000_000 + index * users
+                pids = [procs[0].process.pid, *await asyncio.to_thread(backend_pids, database_url)]
+                before = {pid: process_cpu(pid) for pid in pids}
+                drive = await Driver(fake, ports, seed=10 + index).run(make_users(users, first_id))
+                cpu = sum(max(0.0, process_cpu(pid) - used) for pid, used in before.items())
+                results.append(DecayRound(drive, cpu))
+                print(
+                    f"  decay round {index + 1}: {drive.per_second:,.0f} updates/s, "
+                    f"p99 {drive.percentile(0.99) * 1000:,.0f} ms, "
+                    f"CPU {results[-1].cpu_ms_per_update:.1f} ms per update",
+                    flush=True,
+                )
+    return results
+
+
+def run_decay(rounds: int, users: int) -> list[DecayRound]:
+    with postgres_database() as url:
+        return asyncio.run(measure_decay(rounds, users, url))
+
+
 def run_configuration(name: str, workers: int, users: int) -> Outcome:
     if name == "pg":
         with postgres_database() as url:
@@ -196,9 +269,13 @@ def print_table(outcomes: list[Outcome], cores: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=DEFAULT_USERS)
+    parser.add_argument("--rounds", type=int, default=DECAY_ROUNDS, help="decay rounds")
+    parser.add_argument("--round-users", type=int, default=DECAY_ROUND_USERS)
+    parser.add_argument("--decay-only", action="store_true", help="only the decay rounds")
+    parser.add_argument("--no-decay", action="store_true", help="only the configurations")
     args = parser.parse_args(argv)
-    if args.users < 1:
-        parser.error("--users must be at least 1")
+    if args.users < 1 or args.rounds < 1 or args.round_users < 1:
+        parser.error("--users, --rounds and --round-users must be at least 1")
     cores = os.cpu_count() or 1
 
     print(
@@ -211,6 +288,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     outcomes: list[Outcome] = []
     started = time.perf_counter()
+    decay_figures: dict[str, Any] = {}
+    if not args.no_decay:
+        print(
+            f"Decay: {args.rounds} rounds of {args.round_users:,} new users, one PostgreSQL worker"
+        )
+        rounds = run_decay(args.rounds, args.round_users)
+        decay = rounds[-1].drive.per_second / rounds[0].drive.per_second
+        cpu_decay = rounds[0].cpu_ms_per_update / rounds[-1].cpu_ms_per_update
+        print(f"  decay (last round's updates/s / first's): {decay:.2f}")
+        print(f"  decay of CPU per update (first round's / last's): {cpu_decay:.2f}")
+        decay_figures = {
+            "decay": round(decay, 3),
+            "decay_cpu": round(cpu_decay, 3),
+            "decay_rounds_updates_per_s": [round(r.drive.per_second, 1) for r in rounds],
+            "decay_rounds_cpu_ms_per_update": [round(r.cpu_ms_per_update, 2) for r in rounds],
+            "round_users": args.round_users,
+        }
+    if args.decay_only:
+        print(f"total time {time.perf_counter() - started:.0f} s")
+        print(json.dumps({"benchmark": "scale", **decay_figures}))
+        return 0
     for name, workers in CONFIGURATIONS:
         outcome = run_configuration(name, workers, args.users)
         outcomes.append(outcome)
@@ -240,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         figures[f"{o.key}_updates_per_s"] = round(o.drive.per_second, 1)
     figures["p99_ms"] = {o.key: round(o.p99_ms, 1) for o in outcomes}
     figures["scaling_2_over_1"] = round(by["pg_2"].drive.per_second / base, 3)
+    figures["scale_2"] = figures["scaling_2_over_1"]
+    figures.update(decay_figures)
     figures["scaling_4_over_1"] = round(by["pg_4"].drive.per_second / base, 3)
     figures["cores"] = cores
     figures["users"] = args.users

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -40,13 +41,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _chat(settings: Settings, user: str) -> int:
     from bot.imaging import pushing
-    from bot.runner import console_web_app
 
     app = build_app(settings)
     app.sweep_leftovers()  # what a killed run left on disk
     console = ConsoleChannel(app, sys.stdout, user_key=user, language_hint=console_language_hint())
-    # The links the console hands out (PUBLIC_BASE_URL) need the web app to answer them.
-    with console_web_app(app, console), pushing(app.imaging):
+    # The links the console hands out (PUBLIC_BASE_URL) need the web app to answer them; the
+    # web app (aiohttp and the platforms' adapters) loads only then.
+    web: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if settings.public_base_url is not None:
+        from bot.runner import console_web_app
+
+        web = console_web_app(app, console)
+    with web, pushing(app.imaging):
         print(f"Huizhen console: data in {settings.data_dir}. Type /quit to leave.\n")
         console.run(sys.stdin)
     return 0

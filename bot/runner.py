@@ -24,9 +24,10 @@ from bot.channels.wechat_runtime import WEBHOOK_PATH as WECHAT_WEBHOOK_PATH
 from bot.channels.wechat_runtime import WeChatChannel
 from bot.config import Settings
 from bot.download_page import DownloadPage
-from bot.imaging import PushLoop, add_viewer_routes
+from bot.imaging import PushLoop
 from bot.read_limits import ReadLimits
 from bot.upload_page import UploadPage
+from bot.viewer_web import add_viewer_routes
 from bot.web import make_web_app, start_web_app
 from conversations.channels import TELEGRAM, WECHAT
 from storage.database import serving

@@ -27,20 +27,18 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from itertools import combinations, pairwise, permutations
-from typing import BinaryIO, NamedTuple, cast
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, cast
 
-from pydicom import dcmread
-from pydicom.charset import decode_bytes
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    PrivateTransferSyntaxes,
-)
+# pydicom takes a few tenths of a second to import: it loads at the first file read (each
+# function imports what it uses), so the bot starts without it.
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+# The transfer syntaxes read here (pydicom.uid's constants, as plain strings).
+ImplicitVRLittleEndian = "1.2.840.10008.1.2"
+ExplicitVRLittleEndian = "1.2.840.10008.1.2.1"
+DeflatedExplicitVRLittleEndian = "1.2.840.10008.1.2.1.99"
+ExplicitVRBigEndian = "1.2.840.10008.1.2.2"
 
 # --- what is read -----------------------------------------------------------------------------
 
@@ -307,6 +305,9 @@ def _read_elements(stream: BinaryIO, tags: list[int]) -> _Parsed:
     builds around it (a FileDataset, a validated FileMetaDataset, a command set), which costs
     more than the reading itself: this halves the time per file. Private syntaxes and command
     sets still go through dcmread; deflated bodies are inflated here, with a limit."""
+    from pydicom import dcmread
+    from pydicom.filereader import read_dataset
+
     stream.seek(0)
     stream.seek(132 if stream.read(132)[128:132] == b"DICM" else 0)
     meta = read_dataset(stream, False, True, stop_when=_beyond_file_meta)
@@ -341,6 +342,8 @@ def read_deflated(stream: BinaryIO, *, limit: int) -> Dataset:
     """The whole dataset of a Deflated Explicit VR Little Endian file, pixels included, read
     from its start; DicomUnreadable when it inflates to more than `limit` bytes. (pydicom
     inflates without a limit, and a few kilobytes can inflate to gigabytes.)"""
+    from pydicom.filereader import read_dataset
+
     with _stream_failures():
         stream.seek(0)
         stream.seek(132 if stream.read(132)[128:132] == b"DICM" else 0)
@@ -365,6 +368,8 @@ def _inflate(stream: BinaryIO, limit: int) -> tuple[bytes, bool]:
 
 
 def _body_dataset(body: bytes, tags: list[int] | None, *, header_only: bool) -> Dataset:
+    from pydicom.filereader import read_dataset
+
     return read_dataset(
         io.BytesIO(body),
         False,
@@ -397,8 +402,11 @@ def _encoding(declared: str, stream: BinaryIO) -> tuple[bool, bool] | None:
         return False, True
     if declared == ExplicitVRBigEndian:
         return False, False
-    if declared in PrivateTransferSyntaxes:
-        return None
+    if declared:
+        from pydicom.uid import PrivateTransferSyntaxes
+
+        if declared in PrivateTransferSyntaxes:
+            return None
     if declared:
         return False, True  # every compressed syntax is explicit VR little endian
     # No file meta: guess from the first element, as pydicom does (a big endian group 0008
@@ -516,14 +524,16 @@ def _syntax_of(dataset: Dataset) -> str:
         return declared
     implicit, little = dataset.original_encoding
     if implicit:
-        return str(ImplicitVRLittleEndian)
-    return str(ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian)
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
 
 
 class _Values:
     """Decodes raw element bytes of the few elements we read, without pydicom's converters."""
 
     def __init__(self, dataset: Dataset) -> None:
+        from pydicom.dataelem import DataElement, RawDataElement
+
         # Raw elements hold the bytes as read; deferred ones (too long to be real) hold None.
         self._raw = {
             int(tag): element.value
@@ -543,6 +553,8 @@ class _Values:
         value = self.raw(tag)
         if not value:
             return ""
+        from pydicom.charset import decode_bytes
+
         try:
             decoded = decode_bytes(value, self._encodings, set())
         except (LookupError, ValueError):
@@ -621,6 +633,8 @@ def read_dicomdir(stream: BinaryIO) -> DicomDirIndex:
 
 
 def _read_dicomdir(stream: BinaryIO) -> DicomDirIndex:
+    from pydicom.dataset import Dataset
+
     head = stream.read(132)
     if head[128:132] == b"DICM" and head.startswith(EXECUTABLE_MAGICS):
         raise DicomUnreadable(DicomProblem.EXECUTABLE_PREAMBLE)

@@ -16,8 +16,6 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from pypdf import PasswordType, PdfReader
-
 # Beyond this the rest of a file is not scanned for JavaScript (reports are far smaller).
 MAX_SCAN_BYTES = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -48,6 +46,8 @@ def inspect_pdf(stream: BinaryIO) -> PdfFindings:
 
 
 def _locked(stream: BinaryIO) -> bool:
+    from pypdf import PasswordType, PdfReader  # loaded at the first PDF, not at start
+
     try:
         reader = PdfReader(stream, strict=False)
         if not reader.is_encrypted:

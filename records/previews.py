@@ -11,22 +11,34 @@ import io
 import math
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import Any, BinaryIO
+from functools import cache
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
-import pillow_heif
-from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.multival import MultiValue
-from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
-from pydicom.pixels.utils import pixel_array
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from records.dicom import (
+    DeflatedExplicitVRLittleEndian,
+    DicomInstance,
+    DicomUnreadable,
+    ExplicitVRLittleEndian,
+    read_deflated,
+    read_instance,
+)
 
-from records.dicom import DicomInstance, DicomUnreadable, read_deflated, read_instance
+# numpy, Pillow and pydicom's pixel handlers take most of a second to import: each function
+# imports what it uses, so they load at the first preview, not when the bot starts.
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+    from PIL import Image
+    from pydicom.dataset import Dataset
 
-# iPhone photos are HEIC: Pillow opens them once pillow-heif has registered its opener.
-pillow_heif.register_heif_opener()
+
+@cache
+def _heif_opener() -> None:
+    """iPhone photos are HEIC: Pillow opens them once pillow-heif has registered its opener."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+
 
 MAX_FRAME_PIXELS = 50_000_000  # about 7000 x 7000: larger than any radiograph
 DEFLATED_HEADER_ALLOWANCE = 16 * 1024 * 1024
@@ -51,6 +63,9 @@ def render_instance(stream: BinaryIO, *, max_side: int = 512, enlarge: bool = Fa
     crop or a 10 x 50 test image is too small to see): Modality LUT (rescale) applied, then
     the file's window, or the 1st-99th percentile range when it has none; MONOCHROME1
     inverted."""
+    from PIL import Image
+    from pydicom.uid import UID
+
     try:
         header = read_instance(stream)
     except DicomUnreadable as error:
@@ -89,13 +104,17 @@ def _middle_frame(
     stream: BinaryIO, header: DicomInstance, frame_pixels: int
 ) -> tuple[NDArray[Any], Dataset]:
     """The decoded middle frame, and the dataset elements needed to display it."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.pixels.utils import pixel_array
+    from pydicom.uid import UID
+
     index = header.frames // 2
     if header.transfer_syntax == DeflatedExplicitVRLittleEndian:
         # Deflated files cannot be read frame by frame: inflated whole, within a limit.
         pixel_bytes = frame_pixels * header.frames * 8  # up to 4 samples of 16 bits
         dataset = read_deflated(stream, limit=pixel_bytes + DEFLATED_HEADER_ALLOWANCE)
         dataset.file_meta = FileMetaDataset()
-        dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        dataset.file_meta.TransferSyntaxUID = UID(ExplicitVRLittleEndian)
         return pixel_array(dataset, index=index), dataset
     attributes = Dataset()  # receives the Image Pixel, Modality LUT and VOI LUT elements
     frame = pixel_array(
@@ -130,6 +149,9 @@ def photo_preview_png(stream: BinaryIO, *, max_side: int = PREVIEW_SIDE) -> byte
     """PNG of a photo (JPEG, PNG, HEIC/HEIF, TIFF, WEBP, GIF, BMP) the way it was taken (EXIF
     orientation applied), fitted within max_side, without EXIF or any text: a phone's
     photo carries the place it was taken."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    _heif_opener()
     try:
         with Image.open(stream) as opened:
             if opened.width * opened.height > MAX_FRAME_PIXELS:
@@ -152,6 +174,8 @@ def contact_sheet_png(
     """One tile per readable instance, left to right then top to bottom, up to max_tiles;
     instances without a picture are left out. Streams are read one at a time, and those
     after the last tile not at all."""
+    from PIL import Image
+
     if columns < 1 or tile < 1 or max_tiles < 1:
         raise ValueError("columns, tile and max_tiles must be at least 1")
     tiles: list[Image.Image] = []
@@ -176,6 +200,9 @@ def contact_sheet_png(
 
 
 def _to_8bit(frame: NDArray[Any], attributes: Dataset) -> NDArray[np.uint8]:
+    import numpy as np
+    from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
+
     photometric = str(attributes.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric == "PALETTE COLOR":
         frame = apply_color_lut(frame, attributes)
@@ -190,6 +217,8 @@ def _to_8bit(frame: NDArray[Any], attributes: Dataset) -> NDArray[np.uint8]:
 
 
 def _window(values: NDArray[np.float64], attributes: Dataset) -> tuple[float, float]:
+    import numpy as np
+
     try:
         center = _first_number(attributes.get("WindowCenter"))
         width = _first_number(attributes.get("WindowWidth"))
@@ -205,6 +234,8 @@ def _window(values: NDArray[np.float64], attributes: Dataset) -> tuple[float, fl
 
 
 def _first_number(value: object) -> float | None:
+    from pydicom.multival import MultiValue
+
     if isinstance(value, MultiValue | list | tuple):
         value = value[0] if len(value) else None
     if value is None:
@@ -217,6 +248,8 @@ def _first_number(value: object) -> float | None:
 
 
 def _scale_colour(frame: NDArray[Any]) -> NDArray[np.uint8]:
+    import numpy as np
+
     if frame.dtype == np.uint8:
         return np.ascontiguousarray(frame[..., :3])
     peak = float(frame.max()) or 1.0

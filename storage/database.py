@@ -9,17 +9,18 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine.url import make_url
 
 from storage import models  # noqa: F401  (registers the tables)
 from storage.private import FILE_MODE, create_private, open_private, private_dir
+
+# Alembic takes a few tenths of a second to import: it loads only when a schema is to be
+# changed (or checked against the migrations), not when the bot starts on a current one.
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 BUSY_TIMEOUT_MS = 15_000
 READ_ONLY = "huizhen_read_only"
@@ -138,6 +139,9 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # The schema as first released (before migrations existed): a database holding those tables
 # without Alembic's version table is taken to be at this revision.
 BASELINE_REVISION = "0001"
+# The newest migration (storage/migrations/versions); tests/test_migrations.py checks it is
+# Alembic's head, so a start on a current schema need not load Alembic to know.
+HEAD_REVISION = "0006"
 
 
 class SchemaOutdated(RuntimeError):
@@ -145,6 +149,8 @@ class SchemaOutdated(RuntimeError):
 
 
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -155,6 +161,10 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision, in one transaction (on SQLite the write lock
     taken at BEGIN also keeps two starting processes from migrating at once)."""
     with engine.begin() as connection:
+        if _revisions(connection) == {HEAD_REVISION}:
+            return
+        from alembic import command
+
         config = _config(connection)
         tables = set(inspect(connection).get_table_names())
         if tables and "alembic_version" not in tables:
@@ -163,10 +173,15 @@ def migrate(engine: Engine) -> None:
 
 
 def schema_is_current(engine: Engine) -> bool:
-    heads = set(ScriptDirectory.from_config(_config()).get_heads())
     with engine.connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
-    return current == heads
+        return _revisions(connection) == {HEAD_REVISION}
+
+
+def _revisions(connection: Connection) -> set[str]:
+    """The revisions the database is at (Alembic's version table), as Alembic reads them."""
+    if not inspect(connection).has_table("alembic_version"):
+        return set()
+    return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
 def prepare_schema(engine: Engine) -> None:

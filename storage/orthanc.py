@@ -5,8 +5,11 @@ delete studies, the series of a study."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import requests
+# requests loads with the first client (ORTHANC_URL set), not when the bot starts.
+if TYPE_CHECKING:
+    import requests
 
 
 class OrthancUnavailable(ConnectionError):
@@ -27,6 +30,8 @@ class OrthancClient:
     def __init__(
         self, url: str, user: str | None = None, password: str | None = None, timeout: float = 30
     ) -> None:
+        import requests
+
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
@@ -38,6 +43,8 @@ class OrthancClient:
     def _call(
         self, method: str, path: str, body: bytes | None = None, missing_ok: bool = False
     ) -> requests.Response:
+        import requests
+
         headers = {"Content-Type": "application/dicom"} if body is not None else {}
         try:
             response = self._session.request(

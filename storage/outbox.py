@@ -5,8 +5,19 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from storage.database import reader
 from storage.models import Outbox, ShownMessage
@@ -15,6 +26,7 @@ from storage.models import Outbox, ShownMessage
 COORDINATORS_AUDIENCE = "coordinators"
 
 _outbox = Outbox.__table__  # type: ignore[attr-defined]
+_earlier = _outbox.alias("earlier")
 _shown = ShownMessage.__table__  # type: ignore[attr-defined]
 
 # Attempts recorded for a row the platform refused for good; above any retry limit.
@@ -74,6 +86,54 @@ class OutboxStore:
             .values(attempts=_outbox.c.attempts + 1, claimed_until=bindparam("retry_at"))
         )
 
+        self._claims: dict[tuple[bool, bool], Select[Any]] = {}
+        self._lease = (
+            update(_outbox)
+            .where(_outbox.c.id.in_(bindparam("row_ids", expanding=True)))
+            .values(claimed_until=bindparam("until"))
+        )
+
+    def _claim_query(self, filtered: bool, coordinators: bool) -> Select[Any]:
+        """The claim's SELECT, built once per kind of sender (whether it names its channels,
+        whether it takes the coordinators' notices); values are bound at each call."""
+        key = (filtered, coordinators)
+        built = self._claims.get(key)
+        if built is not None:
+            return built
+        max_attempts: BindParameter[int] = bindparam("max_attempts")
+        # Rows given up on (the platform refused them for good) are neither sent nor waited on.
+        live = _outbox.c.sent_at.is_(None) & (_outbox.c.attempts < max_attempts)
+        free = _outbox.c.claimed_until.is_(None) | (_outbox.c.claimed_until < bindparam("now"))
+        patients = _outbox.c.audience != COORDINATORS_AUDIENCE
+        if filtered:
+            patients = patients & _outbox.c.channel.in_(bindparam("channels", expanding=True))
+        ours = (
+            (patients | (_outbox.c.audience == COORDINATORS_AUDIENCE)) if coordinators else patients
+        )
+        # The chat's oldest live message, whoever holds it: read in the same statement (and so
+        # the same snapshot) as the rows, instead of a second query over every unsent row.
+        oldest = (
+            select(func.min(_earlier.c.id))
+            .where(
+                _earlier.c.channel == _outbox.c.channel,
+                _earlier.c.chat_key == _outbox.c.chat_key,
+                _earlier.c.audience == _outbox.c.audience,
+                _earlier.c.sent_at.is_(None),
+                _earlier.c.attempts < max_attempts,
+            )
+            .scalar_subquery()
+        )
+        query: Select[Any] = (
+            select(*_PENDING_COLUMNS, oldest)
+            .where(live, free, ours)
+            .order_by(_outbox.c.id)
+            .limit(bindparam("limit"))
+        )
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        self._claims[key] = query
+        return query
+
     def pending(self, limit: int = 200) -> list[PendingMessage]:
         with self._reader.connect() as conn:
             rows = conn.execute(self._pending, {"limit": limit}).all()
@@ -98,52 +158,22 @@ class OutboxStore:
         (SKIP LOCKED on PostgreSQL; SQLite's writer lock serialises claims), and a chat is
         only taken from its oldest unsent message: a worker never sends a chat's later
         message while another still holds an earlier one, so each chat's order holds."""
-        # Rows given up on (the platform refused them for good) are neither sent nor waited on.
-        live = (_outbox.c.sent_at.is_(None)) & (_outbox.c.attempts < max_attempts)
-        free = (_outbox.c.claimed_until.is_(None)) | (_outbox.c.claimed_until < now)
-        patients = _outbox.c.audience != COORDINATORS_AUDIENCE
+        query = self._claim_query(channels is not None, coordinators)
+        values: dict[str, object] = {"now": now, "max_attempts": max_attempts, "limit": limit}
         if channels is not None:
-            patients = patients & _outbox.c.channel.in_(list(channels))
-        ours = (
-            (patients | (_outbox.c.audience == COORDINATORS_AUDIENCE)) if coordinators else patients
-        )
-        query = (
-            select(*_PENDING_COLUMNS).where(live, free, ours).order_by(_outbox.c.id).limit(limit)
-        )
-        if self.engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+            values["channels"] = list(channels)
+        taken: list[PendingMessage] = []
+        first_taken: dict[tuple[str, str, str], int] = {}
         with self.engine.begin() as conn:
-            rows = [PendingMessage(*row) for row in conn.execute(query).all()]
-            if not rows:
-                return []
-            oldest = {
-                (channel, chat_key, audience): first
-                for channel, chat_key, audience, first in conn.execute(
-                    select(
-                        _outbox.c.channel,
-                        _outbox.c.chat_key,
-                        _outbox.c.audience,
-                        func.min(_outbox.c.id),
-                    )
-                    .where(live)
-                    .group_by(_outbox.c.channel, _outbox.c.chat_key, _outbox.c.audience)
-                ).all()
-            }
-            first_taken: dict[tuple[str, str, str], int] = {}
-            for row in rows:
-                first_taken.setdefault((row.channel, row.chat_key, row.audience), row.id)
-            taken = [
-                row
-                for row in rows
-                if oldest.get((row.channel, row.chat_key, row.audience))
-                == first_taken[(row.channel, row.chat_key, row.audience)]
-            ]
+            for found in conn.execute(query, values):
+                row, oldest = PendingMessage(*found[:-1]), found[-1]
+                chat = (row.channel, row.chat_key, row.audience)
+                # A chat is taken only from its oldest live message: not when another worker
+                # holds (or is taking) an earlier one.
+                if first_taken.setdefault(chat, row.id) == oldest:
+                    taken.append(row)
             if taken:
-                conn.execute(
-                    update(_outbox)
-                    .where(_outbox.c.id.in_([row.id for row in taken]))
-                    .values(claimed_until=now + LEASE)
-                )
+                conn.execute(self._lease, {"row_ids": [r.id for r in taken], "until": now + LEASE})
         return taken
 
     def release(self, ids: list[int], until: datetime | None = None) -> None:

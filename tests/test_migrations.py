@@ -88,3 +88,12 @@ def test_postgresql_workers_refuse_an_old_schema_until_huizhen_migrate(
     assert main(["migrate"]) == 0
     assert main(["queue", "list"]) == 0
     assert "The queue is empty." in capsys.readouterr().out
+
+
+def test_the_head_revision_the_code_knows_is_alembics() -> None:
+    """A start on a current schema compares with HEAD_REVISION instead of loading Alembic."""
+    from alembic.script import ScriptDirectory
+
+    from storage.database import HEAD_REVISION
+
+    assert ScriptDirectory.from_config(_config()).get_heads() == [HEAD_REVISION]

@@ -26,7 +26,6 @@ from pathlib import Path, PurePosixPath
 from conversations.state import IntakeDraft
 from handlers.documents.summary import ARCHIVE_KINDS, CaseSummary, build_summary
 from handlers.documents.summary_html import render_html
-from handlers.documents.summary_pdf import render_pdf
 from records.checklist import ITEMS, checklist_for
 from records.classify import FileKind
 from storage.documents import DocumentRow
@@ -63,6 +62,8 @@ def write_package(
     target = out / f"{case.reference}.zip" if out.is_dir() else out
     summary = build_summary(case, list(documents), translations, now)
     # Rendered first: missing fonts stop the export before any file is created.
+    from handlers.documents.summary_pdf import render_pdf  # fpdf loads when a PDF is made
+
     pdf = render_pdf(summary)
     names = package_names(documents)
     handle, temp_name = tempfile.mkstemp(

@@ -16,14 +16,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import pydicom
-
-from records.deidentify import Deidentifier, may_show_burned_in_text
 from storage.database import run_once
 from storage.files import FileStore
 from storage.orthanc import OrthancClient, OrthancRefused, OrthancUnavailable
 from storage.pacs import PacsTables, StudyRow
+
+if TYPE_CHECKING:  # pydicom and dicognito load at the first push, not at start
+    from records.deidentify import Deidentifier
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class PacsPush:
         seed = self.tables.seed_for_case(study.case_id, self.clock())
         local = threading.local()
 
+        from records.deidentify import Deidentifier
+
         def store(item: tuple[str, str]) -> _Stored | None:
             if not hasattr(local, "deidentifier"):
                 local.deidentifier = Deidentifier(seed, self.keep_dates)
@@ -139,6 +142,10 @@ class PacsPush:
         return True
 
     def _store_one(self, file_id: str, sha256: str, deidentifier: Deidentifier) -> _Stored | None:
+        import pydicom
+
+        from records.deidentify import may_show_burned_in_text
+
         # Decrypted into memory, never onto disk: one instance at a time per thread.
         with self.files.open(sha256) as stream:
             raw = stream.read()
