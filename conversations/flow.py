@@ -5,13 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from conversations.step import Step
-from conversations.steps import case_details, fit, people, privacy, records, review, screening
+from conversations.steps import (
+    case_details,
+    fit,
+    patient,
+    people,
+    privacy,
+    records,
+    review,
+    screening,
+)
 
 STEPS: dict[str, Step] = {
     step.id: step
     for step in (
         *screening.STEPS,
         *people.STEPS,
+        *patient.STEPS,
         *fit.STEPS,
         *case_details.STEPS,
         *records.STEPS,
@@ -26,7 +36,7 @@ FIRST_STEP = "emergency"
 BEFORE_CONSENT = frozenset(step.id for step in STEPS.values() if step.before_consent)
 
 # Section of each step, in order, so the review can send a patient back to one part.
-SECTION_ORDER = ("who", "fit", "area", "questions", "timeline", "records")
+SECTION_ORDER = ("who", "patient", "fit", "area", "questions", "timeline", "records")
 
 
 # Moves made by commands rather than by answers (drawn dotted in the diagram).

@@ -80,6 +80,19 @@ def test_the_pdf_shows_both_halves_and_every_script_the_patient_wrote_in(
     assert "肺癌，3厘米" in plain  # the coordinator's translation
     assert "CHEST" in plain and "2026-05-10" in plain  # the study table
     assert submitted.case.reference in plain
+    # Who the patient is, as stated in the chat, under each half's basic information.
+    basic_zh = plain[plain.index(HEADING_ZH["basic"]) : plain.index(HEADING_ZH["chief_complaint"])]
+    for line in (
+        "姓名：Maria Ivanova",
+        "性别：女",
+        "出生日期/年龄：1958年3月12日",
+        "国籍：Kazakhstan",
+    ):
+        assert line in basic_zh, line
+    assert "填写人与患者关系：" in basic_zh
+    basic_en = plain[plain.index(HEADING_EN["basic"]) : plain.index(HEADING_EN["chief_complaint"])]
+    for line in ("Name: Maria Ivanova", "Sex: Female", "Date of birth or age: March 12, 1958"):
+        assert line in basic_en, line
 
 
 def test_the_rendered_headings_follow_the_section_table_with_the_studies_in_investigations(

@@ -9,6 +9,7 @@ from conversations.i18n import Translator, bilingual
 from conversations.reference import case_reference
 from conversations.state import ConversationState, SubmittedCase
 from conversations.step import Choice, Context, Outcome, Step
+from conversations.steps import patient
 from conversations.steps.case_details import question_text
 from conversations.steps.people import RELATIONSHIPS
 from conversations.steps.records import draft_readiness
@@ -18,6 +19,7 @@ from records.markers import N_
 # Review section -> the step that starts it.
 SECTION_STARTS: dict[str, str] = {
     "who": "for_whom",
+    "patient": patient.FIRST,
     "fit": "fit_reasons",
     "area": "area",
     "questions": "questions",
@@ -57,6 +59,7 @@ def case_card(state: ConversationState, t: Translator) -> str:
         t("Your case"),
         "",
         t("Who: {value}", value=who),
+        *patient.card_lines(draft.patient, t),
         t("Reasons: {value}", value=t.join([t(REASONS[r]) for r in draft.fit_reasons]) or "—"),
         t("Assessment: {value}", value=t(VERDICT_TITLES[fit.verdict])),
         t("Area: {value}", value=area),
@@ -150,6 +153,7 @@ REVIEW = Step(
     choices=(
         Choice("submit", N_("Submit the case")),
         Choice("edit_who", N_("Change who it's for")),
+        Choice("edit_patient", N_("Change the patient's details")),
         Choice("edit_fit", N_("Change reasons and situation")),
         Choice("edit_area", N_("Change area and diagnosis")),
         Choice("edit_questions", N_("Change questions")),

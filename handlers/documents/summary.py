@@ -29,9 +29,9 @@ from conversations.fit import (
 )
 from conversations.i18n import Translator, translator
 from conversations.state import IntakeDraft, TimelineEntry
+from conversations.steps import patient
 from conversations.steps.case_details import question_text
 from conversations.steps.fit import GOAL_CHOICES, YES_NO_UNSURE
-from conversations.steps.people import RELATIONSHIPS
 from conversations.steps.records import item_title
 from handlers.ingest.ingestor import instance_from_json
 from records.checklist import (
@@ -225,7 +225,11 @@ def build_summary(
     documents: list[DocumentRow],
     translations: Mapping[str, str],
     now: datetime,
+    *,
+    for_coordinators: bool = True,
 ) -> CaseSummary:
+    """The summary; `for_coordinators` False leaves out how to reach the patient (the copy
+    specialists read has the clinical picture only)."""
     draft = IntakeDraft.model_validate_json(case.answers_json)
     records = patient_records(documents)
     checklist = _checklist(draft, records)
@@ -241,6 +245,7 @@ def build_summary(
         readiness=readiness(draft.area, statuses),
         translations=translations,
         now=now,
+        for_coordinators=for_coordinators,
     )
     return CaseSummary(
         reference=case.reference,
@@ -327,6 +332,7 @@ class _Facts:
     readiness: Readiness
     translations: Mapping[str, str]
     now: datetime
+    for_coordinators: bool
 
 
 def _half(facts: _Facts, language: Language) -> Half:
@@ -374,23 +380,32 @@ class _Writer:
             Entry(t("Submitted on {date}", date=t.date(case.submitted_at.date()))),
             Entry(t("Language: {locale}", locale=_language_name(case.locale, t.locale))),
         ]
-        if draft.for_whom == "self":
-            entries.append(Entry(t("Who: {value}", value=t("For me"))))
-        elif draft.for_whom:
-            entries.append(Entry(t("Who: {value}", value=t("For a family member or friend"))))
-            relation = draft.relationship or ""
-            label = t("Relationship to the patient:")
-            if relation in RELATIONSHIPS:
-                entries.append(Entry(f"{label} {t(RELATIONSHIPS[relation])}"))
-            elif relation:
-                entries.append(Entry(label, relation, mark))
-        if draft.patient_name:
-            name = _person(draft.patient_name)
-            entries.append(Entry(t("Name on the scans: {name}", name=name)))
-        if draft.patient_birth_date:
-            birth = t.date(draft.patient_birth_date)
-            entries.append(Entry(t("Birth date on the scans: {date}", date=birth)))
+        # The stated details, never a name read from a scan: a scan may be someone else's.
+        details = draft.patient
+        entries += [
+            Entry(t("Name: {value}", value=patient.name_text(details, t))),
+            Entry(t("Sex: {value}", value=patient.sex_text(details, t))),
+            Entry(t("Date of birth or age: {value}", value=patient.birth_text(details, t))),
+            Entry(t("Nationality: {value}", value=patient.value_text(details.nationality, t))),
+            Entry(t("Lives in: {value}", value=patient.value_text(details.residence, t))),
+            Entry(t("Written opinion in: {value}", value=patient.language_text(details, t))),
+        ]
+        if self.facts.for_coordinators:
+            contact = patient.value_text(details.contact, t)
+            entries.append(Entry(t("Contact (for coordinators only): {value}", value=contact)))
+        entries.append(self._filled_in_by(mark))
         return entries
+
+    def _filled_in_by(self, mark: str) -> Entry:
+        """Who wrote, from the patient's side (患者本人, 患者子女…): the answer to "who is
+        the patient to you?" turned round."""
+        t, draft = self.t, self.draft
+        relation = "self" if draft.for_whom == "self" else draft.relationship or ""
+        if relation in FILLED_IN_BY:
+            return Entry(t("Filled in by: {value}", value=t(FILLED_IN_BY[relation])))
+        if relation:
+            return Entry(t("Filled in by:"), relation, mark)
+        return Entry(t("Filled in by: {value}", value=t(patient.NOT_GIVEN)))
 
     def chief_complaint(self, mark: str) -> list[Entry]:
         t, draft = self.t, self.draft
@@ -539,6 +554,16 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec("purpose", "会诊目的", "Purpose of the consultation", _Writer.purpose),
 )
 
+
+# The relationship as the patient's side reads it: "my parent" means the writer is their child.
+FILLED_IN_BY: dict[str, str] = {
+    "self": N_("the patient"),
+    "parent": N_("the patient's child"),
+    "partner": N_("the patient's spouse or partner"),
+    "child": N_("the patient's parent"),
+    "sibling": N_("the patient's brother or sister"),
+    "other_family": N_("a relative or friend of the patient"),
+}
 
 ANSWER_LABELS: dict[str, str] = {
     choice.id: choice.label for choice in (*YES_NO_UNSURE, *GOAL_CHOICES)

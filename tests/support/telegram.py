@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 from sqlmodel import Session, select
 
+from benchmarks.patient_script import PATIENT_ANSWERS
 from bot.app import build_app
 from bot.channels.telegram_base import RateLimiter, decode_callback
 from bot.channels.telegram_runtime import TelegramChannel
@@ -142,6 +143,9 @@ async def through_to_records(
 ) -> None:
     await consent(patient)
     await patient.choose("self")
+    for answer in PATIENT_ANSWERS.values():
+        typed = answer.removeprefix("text:")
+        await (patient.say(typed) if typed != answer else patient.choose(answer))
     await patient.choose("new_diagnosis")
     await patient.choose("done")
     for answer in ("no", "yes", "yes", "no", "no", "review"):
