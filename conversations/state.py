@@ -73,6 +73,18 @@ class PatientDetails(BaseModel):
     contact: str | None = None  # phone or e-mail, for coordinators only
 
 
+class MedicalHistory(BaseModel):
+    """The medical background in the patient's (or relative's) words. As for the details,
+    None is not asked yet and "" is skipped ("not given")."""
+
+    illnesses: str | None = None  # other illnesses and past operations (既往史)
+    medicines: str | None = None  # current medicines with doses (用药史)
+    allergies: str | None = None  # (过敏史)
+    # For cancer only: what the patient can do day to day, an option id of
+    # conversations.steps.history.PERFORMANCE (ECOG 0-1, 2, 3, 4).
+    performance: str | None = None
+
+
 class IntakeDraft(BaseModel):
     """The case being prepared. Everything here is health data: only filled after consent."""
 
@@ -81,6 +93,9 @@ class IntakeDraft(BaseModel):
     relationship: str | None = None
     # Defaults let conversations stored before these questions existed load unchanged.
     patient: PatientDetails = Field(default_factory=PatientDetails)
+    history: MedicalHistory = Field(default_factory=MedicalHistory)
+    # What worries the patient most, and since when, in one sentence (主诉).
+    complaint: str | None = None
     fit_reasons: list[str] = Field(default_factory=list)
     situation: dict[str, str] = Field(default_factory=dict)
     area: str | None = None

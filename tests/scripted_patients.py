@@ -34,6 +34,7 @@ from sqlalchemy import Engine, text
 
 from benchmarks.patient_script import (
     DIAGNOSES,
+    LATER_ANSWERS,
     PATIENT_ANSWERS,
     TIMELINE_LINES,
     TYPED_QUESTION,
@@ -166,8 +167,8 @@ class Policy:
             return Move(InboundKind.COMMAND, "status")
         if step in fixed:
             return press(fixed[step])
-        if step in PATIENT_ANSWERS:
-            answer = PATIENT_ANSWERS[step]
+        if step in PATIENT_ANSWERS or step in LATER_ANSWERS:
+            answer = {**PATIENT_ANSWERS, **LATER_ANSWERS}[step]
             typed = answer.removeprefix("text:")
             return Move(InboundKind.TEXT, typed) if typed != answer else press(answer)
         if step == "fit_reasons":  # ticks, each edits the question in place

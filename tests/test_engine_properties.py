@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
-from benchmarks.patient_script import PATIENT_ANSWERS
+from benchmarks.patient_script import LATER_ANSWERS, PATIENT_ANSWERS
 from bot.app import build_app
 from bot.config import load_settings
 from conversations import engine
@@ -125,6 +125,10 @@ PATIENT_TEXTS: dict[str, tuple[str, ...]] = {
     "patient_residence": ("Kazakhstan, Almaty",),
     "patient_nationality": ("Kazakh",),
     "patient_contact": ("+7 701 123 4567", "maria@example.com"),
+    "history_illnesses": ("Type 2 diabetes since 2015", "none"),
+    "history_medicines": ("Metformin 500 mg twice a day",),
+    "history_allergies": ("Penicillin: a rash",),
+    "complaint": ("A lump in the liver since May; the doctors disagree about surgery",),
 }
 
 REALISTIC_TEXTS = (
@@ -649,6 +653,7 @@ def test_an_old_change_button_does_not_remove_a_question() -> None:
         *("no", "continue", "agree", "agree", "self", *PATIENT_ANSWERS.values()),
         *("new_diagnosis", "done"),
         *("no", "yes", "yes", "no", "no", "review", "continue", "other", "no_diagnosis"),
+        LATER_ANSWERS["complaint"],
         *("q_diagnosis", "q_more_tests", "q_alternative"),
     ]
     state, ctx = _press_through([*to_questions, "edit"])

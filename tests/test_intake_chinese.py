@@ -31,6 +31,10 @@ def test_a_chinese_speaking_family_member_submits_a_case(app: App) -> None:
     chat.press(chat.buttons[0])  # oncology
     chat.press(chat.buttons[0])  # hepatobiliary / GI
     reply = chat.say("肝癌，约4厘米，医生建议手术切除")
+    assert "患者平常一天能做些什么" in reply
+    reply = chat.press("能下床活动，但不能工作")
+    assert "患者最让人担心的是什么" in reply
+    reply = chat.say("今年5月发现肝上有肿块，医生对是否手术意见不一")
     assert "问题" in reply
     reply = chat.say("你怎么看")
     assert "具体" in reply

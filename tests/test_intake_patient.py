@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from datetime import date
 
+from benchmarks.patient_script import COMPLAINT
 from bot.app import App
-from conversations.state import ConversationKey, PatientDetails
-from tests.support.console import Chat, about_patient, consent, make_chat, to_review
+from conversations.state import ConversationKey, MedicalHistory, PatientDetails
+from tests.support.console import (
+    Chat,
+    about_patient,
+    consent,
+    make_chat,
+    to_imaging,
+    to_review,
+)
 
 
 def _as_relative(chat: Chat) -> str:
@@ -56,6 +64,14 @@ def test_a_relative_tells_who_the_patient_is_in_english(app: App) -> None:
     reply = chat.say("call me maybe")
     assert "doesn't look like a phone number" in reply
     reply = chat.say("dana@example.com")
+    # The medical background, about the patient, each question skippable.
+    assert "Does the patient have any other illnesses" in reply and chat.option_ids == ["skip"]
+    assert "your" not in reply.lower()
+    reply = chat.say("Hypertension since 2010;  hip replaced in 2018")
+    assert "Which medicines does the patient take now" in reply and chat.option_ids == ["skip"]
+    reply = chat.say("Amlodipine 5 mg once a day")
+    assert "Does the patient have any allergies" in reply
+    reply = chat.choose("skip")
     assert "Choose all that apply" in reply
     assert _details(app, "dana") == PatientDetails(
         name="Maria Ivanova",
@@ -66,6 +82,13 @@ def test_a_relative_tells_who_the_patient_is_in_english(app: App) -> None:
         nationality="Kazakh",
         opinion_language="en",
         contact="dana@example.com",
+    )
+    state = app.pipeline.state_of(ConversationKey("console", "dana"))
+    assert state is not None
+    assert state.draft.history == MedicalHistory(
+        illnesses="Hypertension since 2010; hip replaced in 2018",
+        medicines="Amlodipine 5 mg once a day",
+        allergies="",
     )
 
 
@@ -85,10 +108,21 @@ def test_a_relative_answers_in_chinese(app: App) -> None:
     assert chat.buttons == ["本聊天使用的语言", "中文", "英语"]
     chat.choose("opinion:zh_Hans")
     reply = chat.choose("skip")
-    assert "请选择所有适用的原因" in reply or "完成" in chat.buttons
+    assert "患者还有其他疾病吗" in reply and chat.buttons == ["跳过"]
+    reply = chat.say("高血压十年")
+    assert "患者现在在用哪些药" in reply
+    reply = chat.choose("skip")
+    assert "患者对药物或其他东西过敏吗" in reply
+    reply = chat.say("青霉素过敏")
+    assert "完成" in chat.buttons
     details = _details(app, "li")
     assert details.birth_date == date(1956, 4, 3) and details.name_zh == ""
     assert details.contact == "" and details.sex == "male"
+    state = app.pipeline.state_of(ConversationKey("console", "li"))
+    assert state is not None
+    assert state.draft.history == MedicalHistory(
+        illnesses="高血压十年", medicines="", allergies="青霉素过敏"
+    )
 
 
 def test_a_relative_answers_in_arabic(app: App) -> None:
@@ -104,10 +138,17 @@ def test_a_relative_answers_in_arabic(app: App) -> None:
     chat.say("الإمارات، دبي")
     chat.say("مصري")
     chat.choose("opinion:chat")
-    chat.say("+971 50 123 4567")
+    reply = chat.say("+971 50 123 4567")
+    assert "هل لدى المريض أمراض أخرى" in reply
+    chat.choose("skip")
+    reply = chat.say("ميتفورمين 500 ملغ مرتين يوميًا")
+    assert "هل لدى المريض أي حساسية" in reply
+    chat.choose("skip")
     details = _details(app, "amal")
     assert details.name == "Ahmed Al-Sayed" and details.birth_date == date(1960, 3, 12)
     assert details.opinion_language == "ar" and details.contact == "+971 50 123 4567"
+    state = app.pipeline.state_of(ConversationKey("console", "amal"))
+    assert state is not None and state.draft.history.medicines == "ميتفورمين 500 ملغ مرتين يوميًا"
 
 
 def test_skipped_details_read_not_given_on_the_review_card_and_can_be_changed(
@@ -148,3 +189,44 @@ def test_the_whole_intake_helper_answers_every_question_about_the_patient(chat: 
     consent(chat)
     chat.choose("self")
     assert "Choose all that apply" in about_patient(chat)
+
+
+def test_skipped_background_reads_not_given_on_the_review_card_and_can_be_changed(
+    chat: Chat,
+) -> None:
+    reply = to_review(chat)
+    assert "Other illnesses and operations: Type 2 diabetes since 2015" in reply
+    assert "Medicines: Metformin 500 mg twice a day" in reply
+    assert "Allergies: not given" in reply
+    assert f"Main worry: {COMPLAINT}" in reply
+    assert "Day to day:" not in reply  # asked in cancer only
+    assert "not collected" not in reply.lower()
+    reply = chat.choose("edit_history")
+    assert "Do you have any other illnesses" in reply
+    assert chat.option_ids == ["keep", "skip"]
+    chat.choose("keep")
+    chat.choose("skip")
+    reply = chat.say("Penicillin: a rash")
+    assert "Please check everything" in reply
+    assert "Medicines: not given" in reply and "Allergies: Penicillin: a rash" in reply
+    reply = chat.choose("edit_complaint")
+    assert "what worries you most, and since when?" in reply and chat.option_ids == ["keep"]
+    reply = chat.say("Back pain since January, worse at night")
+    assert "Main worry: Back pain since January, worse at night" in reply
+
+
+def test_in_cancer_the_card_shows_and_changes_what_the_patient_can_do(chat: Chat) -> None:
+    to_imaging(chat)
+    chat.choose("done")
+    while "Continue to review" not in chat.buttons:
+        chat.choose("later")
+    reply = chat.press("Continue to review")
+    assert "Day to day: Up and about, works or does normal activities" in reply
+    chat.choose("edit_area")
+    chat.choose("oncology")
+    chat.choose("solid_other")
+    reply = chat.choose("no_diagnosis")
+    assert "These days, what can you do on a usual day?" in reply
+    assert "✓ Up and about, works or does normal activities" in chat.buttons
+    reply = chat.choose("skip")
+    assert "Please check everything" in reply and "Day to day: not given" in reply

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+from benchmarks.patient_script import COMPLAINT, PATIENT_ANSWERS
 from bot.app import App
 from conversations.fit import REASONS, VERDICT_TITLES
 from conversations.i18n import Translator, translator
@@ -15,7 +16,6 @@ from conversations.questions import ALL_SUGGESTIONS
 from conversations.state import PatientDetails
 from conversations.steps.records import item_title
 from handlers.documents.summary import (
-    NOT_COLLECTED,
     PATIENT_WORDS,
     SECTIONS,
     TRANSLATION_LABEL,
@@ -85,8 +85,23 @@ def test_the_summary_is_chinese_first_then_english_in_the_specialists_order(
             f"1. {t(ALL_SUGGESTIONS['q_pathology'])}",
             f"2. {t(ALL_SUGGESTIONS['q_staging'])}",
         ]
-        assert t(NOT_COLLECTED) in lines(half, "past_history")
-        assert t(NOT_COLLECTED) in lines(half, "medications_allergies")
+        # The background in the patient's words; skipped reads "not given", never "not
+        # collected".
+        mark = t(UNTRANSLATED)
+        illnesses = PATIENT_ANSWERS["history_illnesses"].removeprefix("text:")
+        medicines = PATIENT_ANSWERS["history_medicines"].removeprefix("text:")
+        assert lines(half, "past_history") == [
+            f"{t('Other illnesses and operations:')} {illnesses} {mark}"
+        ]
+        assert lines(half, "medications_allergies") == [
+            f"{t('Medicines:')} {medicines} {mark}",
+            f"{t('Allergies:')} {t('not given')}",
+        ]
+        assert lines(half, "chief_complaint")[0] == f"{t('Main worry:')} {COMPLAINT} {mark}"
+        ecog = t("Performance status: ECOG {grade}", grade="0–1")
+        assert f"{ecog} ({t('Up and about, works or does normal activities')})" in lines(
+            half, "present_illness"
+        )
     assert "专科领域：癌症或肿瘤 — 其他实体瘤" in lines(chinese, "chief_complaint")
     assert "Language: English" in lines(english, "basic")
 
@@ -96,7 +111,8 @@ def test_the_summary_is_chinese_first_then_english_in_the_specialists_order(
         assert f"{t('Diagnosis given so far:')} {DIAGNOSIS} {mark}" in lines(half, "diagnosis")
         assert f"3. {OWN_QUESTION} {mark}" in lines(half, "purpose")
         assert f"{t('Filled in by:')} {RELATION} {mark}" in lines(half, "basic")
-        assert [line.removeprefix("• ") for line in lines(half, "present_illness")] == [
+        events = lines(half, "present_illness")[: len(TIMELINE)]
+        assert [line.removeprefix("• ") for line in events] == [
             f"{event} {mark}" for event in TIMELINE
         ]
         assert all(not s.translation for s in half.sections)
@@ -194,13 +210,14 @@ def test_what_the_intake_does_not_ask_points_to_the_documents_that_may_say_it() 
     summary = build_summary(constructed_case(), documents, {}, NOW)
     chinese, english = summary.halves
     assert lines(english, "medications_allergies") == [
-        "Not collected in the intake.",
+        "Medicines: not given",
+        "Allergies: not given",
         "See the documents under Current medicines and allergies (用药清单 / 过敏史) (1 file).",
     ]
     assert lines(english, "past_history")[1] == (
         "See the documents under Discharge summaries (出院小结) (1 file)."
     )
-    assert lines(chinese, "medications_allergies")[0] == ZH(NOT_COLLECTED)
+    assert lines(chinese, "medications_allergies")[0] == f"{ZH('Medicines:')} {ZH('not given')}"
     assert lines(english, "investigations") == ["No DICOM scans among the files."]
     assert lines(english, "diagnosis")[0].startswith("Diagnosis given so far: Стеноз")
     assert lines(english, "treatment") == ["Has treatment for this already started? Yes"]

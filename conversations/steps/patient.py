@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from conversations import patient as read
 from conversations.i18n import Translator, language_name
 from conversations.state import ConversationState, PatientDetails
@@ -19,7 +21,7 @@ from records.markers import N_
 
 SECTION = "patient"
 FIRST = "patient_name"
-AFTER = "fit_reasons"
+AFTER = "history_illnesses"  # conversations/steps/history.py
 DESCRIPTION = N_("the patient's details")
 
 KEEP = Choice("keep", N_("Keep it as it is"))
@@ -31,7 +33,7 @@ def for_relative(state: ConversationState) -> bool:
     return state.draft.for_whom not in (None, "self")
 
 
-def _worded(own: str, relative: str) -> Callable[[ConversationState, Translator], str]:
+def worded(own: str, relative: str) -> Callable[[ConversationState, Translator], str]:
     def prompt(state: ConversationState, t: Translator) -> str:
         return t(relative if for_relative(state) else own)
 
@@ -51,16 +53,21 @@ class TextQuestion:
     retry: str  # the note when an answer cannot be read
     next: str
     skip: Choice | None = None  # the button that answers "not given"
+    # Where the answer is kept: the patient's details, or (for the medical background) the
+    # draft's history; one question type serves both.
+    section: str = SECTION
+    holder: Callable[[ConversationState], BaseModel] = lambda state: state.draft.patient
 
 
-def _given(details: PatientDetails, field: str) -> bool:
+def _given(details: BaseModel, field: str) -> bool:
     if field == "birth":
-        return any(v is not None for v in (details.birth_date, details.birth_year, details.age))
+        birth = (getattr(details, name) for name in ("birth_date", "birth_year", "age"))
+        return any(v is not None for v in birth)
     return getattr(details, field) is not None
 
 
-def _store(details: PatientDetails, field: str, value: object) -> None:
-    if isinstance(value, read.Birth):
+def _store(details: BaseModel, field: str, value: object) -> None:
+    if isinstance(value, read.Birth) and isinstance(details, PatientDetails):
         # One answer fills one of three fields, and clears an earlier answer's.
         details.birth_date, details.birth_year, details.age = (
             value.birth_date,
@@ -71,9 +78,9 @@ def _store(details: PatientDetails, field: str, value: object) -> None:
         setattr(details, field, value)
 
 
-def _text_step(question: TextQuestion) -> Step:
+def text_step(question: TextQuestion, *, description: str = DESCRIPTION) -> Step:
     def choices(state: ConversationState) -> tuple[Choice, ...]:
-        given = _given(state.draft.patient, question.field)
+        given = _given(question.holder(state), question.field)
         keep = (KEEP,) if state.returning_to_review and given else ()
         return (*keep, *((question.skip,) if question.skip else ()))
 
@@ -81,32 +88,32 @@ def _text_step(question: TextQuestion) -> Step:
         value = question.read(text, ctx)
         if value is None:
             return Outcome(notes=[t(question.retry)], prompt=False)
-        _store(state.draft.patient, question.field, value)
+        _store(question.holder(state), question.field, value)
         return Outcome(goto=question.next)
 
     def on_choice(state: ConversationState, choice: str, ctx: Context) -> Outcome:
         if choice == "skip":
-            _store(state.draft.patient, question.field, "")
+            _store(question.holder(state), question.field, "")
         return Outcome(goto=question.next)
 
     return Step(
         id=question.id,
-        description=DESCRIPTION,
+        description=description,
         prompt=question.prompt,
         choices=choices,
         on_choice=on_choice,
         on_text=on_text,
         edges=(question.next,),
-        section=SECTION,
+        section=question.section,
         accepts_text=True,
     )
 
 
-NAME = _text_step(
+NAME = text_step(
     TextQuestion(
         id="patient_name",
         field="name",
-        prompt=_worded(
+        prompt=worded(
             N_(
                 "Now a few details about you, for the specialist and the coordinator. What is "
                 "your full name, as written in your passport or ID card, in Latin letters?"
@@ -126,11 +133,11 @@ NAME = _text_step(
     )
 )
 
-NAME_ZH = _text_step(
+NAME_ZH = text_step(
     TextQuestion(
         id="patient_name_zh",
         field="name_zh",
-        prompt=_worded(
+        prompt=worded(
             N_("Do you also have a name in Chinese characters? If so, please type it."),
             N_("Does the patient also have a name in Chinese characters? If so, please type it."),
         ),
@@ -142,11 +149,11 @@ NAME_ZH = _text_step(
 )
 
 
-BIRTH = _text_step(
+BIRTH = text_step(
     TextQuestion(
         id="patient_birth",
         field="birth",
-        prompt=_worded(
+        prompt=worded(
             N_(
                 "What is your date of birth? For example: 1958-03-12 or 12 March 1958. If you "
                 "don't know the exact date, your age is fine."
@@ -181,18 +188,18 @@ def _sex(state: ConversationState, choice: str, ctx: Context) -> Outcome:
 SEX = Step(
     id="patient_sex",
     description=DESCRIPTION,
-    prompt=_worded(N_("What is your sex?"), N_("What is the patient's sex?")),
+    prompt=worded(N_("What is your sex?"), N_("What is the patient's sex?")),
     choices=_sex_choices,
     on_choice=_sex,
     edges=("patient_residence",),
     section=SECTION,
 )
 
-RESIDENCE = _text_step(
+RESIDENCE = text_step(
     TextQuestion(
         id="patient_residence",
         field="residence",
-        prompt=_worded(
+        prompt=worded(
             N_("In which country and city do you live?"),
             N_("In which country and city does the patient live?"),
         ),
@@ -202,11 +209,11 @@ RESIDENCE = _text_step(
     )
 )
 
-NATIONALITY = _text_step(
+NATIONALITY = text_step(
     TextQuestion(
         id="patient_nationality",
         field="nationality",
-        prompt=_worded(
+        prompt=worded(
             N_("What is your nationality, as in your passport?"),
             N_("What is the patient's nationality, as in their passport?"),
         ),
@@ -252,7 +259,7 @@ OPINION_LANGUAGE = Step(
     section=SECTION,
 )
 
-CONTACT = _text_step(
+CONTACT = text_step(
     TextQuestion(
         id="patient_contact",
         field="contact",

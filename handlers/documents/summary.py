@@ -29,7 +29,7 @@ from conversations.fit import (
 )
 from conversations.i18n import Translator, translator
 from conversations.state import IntakeDraft, TimelineEntry
-from conversations.steps import patient
+from conversations.steps import history, patient
 from conversations.steps.case_details import question_text
 from conversations.steps.fit import GOAL_CHOICES, YES_NO_UNSURE
 from conversations.steps.records import item_title
@@ -52,7 +52,6 @@ from storage.models import Case
 UNTRANSLATED = N_("(patient's words, untranslated)")
 PATIENT_WORDS = N_("(patient's words)")
 TRANSLATION_LABEL = N_("Coordinator's translation:")
-NOT_COLLECTED = N_("Not collected in the intake.")
 CRITICAL_LEGEND = N_("★ needed for a specialist to review the case")
 WRITTEN_OPINION = N_("Please give a written opinion on these questions.")
 
@@ -413,6 +412,7 @@ class _Writer:
         if draft.subarea in ONCOLOGY_KINDS:
             area += f" — {t(ONCOLOGY_KINDS[draft.subarea])}"
         entries = [
+            self._words(t("Main worry:"), draft.complaint, mark),
             Entry(t("Area: {value}", value=area)),
             Entry(t("Reasons: {value}", value=self._reasons())),
         ]
@@ -422,12 +422,33 @@ class _Writer:
         return entries
 
     def present_illness(self, mark: str) -> list[Entry]:
-        if not self.draft.timeline:
-            return [Entry(self.t("No timeline was given."))]
-        return [Entry("•", _event(entry), mark) for entry in self.draft.timeline]
+        t, draft = self.t, self.draft
+        if draft.timeline:
+            entries = [Entry("•", _event(entry), mark) for entry in draft.timeline]
+        else:
+            entries = [Entry(t("No timeline was given."))]
+        # What the patient can do day to day, asked in cancer only: ECOG, and the words chosen.
+        performance = draft.history.performance
+        if performance in history.PERFORMANCE_GRADES:
+            words = history.performance_text(draft.history, t)
+            grade = history.PERFORMANCE_GRADES[performance]
+            entries.append(
+                Entry(t("Performance status: ECOG {grade}", grade=grade) + f" ({words})")
+            )
+        elif performance == "":
+            entries.append(Entry(t("Performance status: ECOG {grade}", grade=t(patient.NOT_GIVEN))))
+        return entries
 
-    def not_collected(self, mark: str) -> list[Entry]:
-        return [Entry(self.t(NOT_COLLECTED))]
+    def past_history(self, mark: str) -> list[Entry]:
+        words = self.draft.history.illnesses
+        return [self._words(self.t("Other illnesses and operations:"), words, mark)]
+
+    def medications_allergies(self, mark: str) -> list[Entry]:
+        t, background = self.t, self.draft.history
+        return [
+            self._words(t("Medicines:"), background.medicines, mark),
+            self._words(t("Allergies:"), background.allergies, mark),
+        ]
 
     def investigations(self, mark: str) -> list[Entry]:
         # The study table follows the section's lines; without studies, say so.
@@ -460,6 +481,13 @@ class _Writer:
         return entries
 
     # --- shared pieces ------------------------------------------------------------------
+
+    def _words(self, label: str, words: str | None, mark: str) -> Entry:
+        """The patient's words after a label, or "not given" (skipped, or a case begun
+        before the question was asked)."""
+        if words:
+            return Entry(label, words, mark)
+        return Entry(f"{label} {self.t(patient.NOT_GIVEN)}")
 
     def _reasons(self) -> str:
         t = self.t
@@ -535,12 +563,12 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec("basic", "基本信息", "Basic information", _Writer.basic),
     SectionSpec("chief_complaint", "主诉", "Chief complaint", _Writer.chief_complaint),
     SectionSpec("present_illness", "现病史", "History of present illness", _Writer.present_illness),
-    SectionSpec("past_history", "既往史", "Past medical history", _Writer.not_collected),
+    SectionSpec("past_history", "既往史", "Past medical history", _Writer.past_history),
     SectionSpec(
         "medications_allergies",
         "用药及过敏史",
         "Medications and allergies",
-        _Writer.not_collected,
+        _Writer.medications_allergies,
     ),
     SectionSpec(
         "investigations",

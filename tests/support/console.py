@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
-from benchmarks.patient_script import PATIENT_ANSWERS
+from benchmarks.patient_script import COMPLAINT, PATIENT_ANSWERS, PERFORMANCE_ANSWER
 from bot.app import App
 from bot.channels.console import ConsoleChannel
 from storage.models import Document
@@ -76,6 +76,13 @@ def about_patient(chat: Chat) -> str:
     return reply
 
 
+def after_diagnosis(chat: Chat) -> str:
+    """Say what the patient can do day to day (asked in cancer only), then the main worry."""
+    if PERFORMANCE_ANSWER in chat.option_ids:
+        chat.choose(PERFORMANCE_ANSWER)
+    return chat.say(COMPLAINT)
+
+
 def through_fit(chat: Chat, reasons: tuple[str, ...], situation: tuple[str, ...]) -> str:
     """Tick the `reasons` and answer the situation questions, all by option id."""
     for reason in reasons:
@@ -97,6 +104,7 @@ def to_review(
     chat.choose("continue")
     chat.choose("spine_ortho")
     chat.say(diagnosis)
+    after_diagnosis(chat)
     for _ in range(3):
         chat.choose(chat.option_ids[0])
     chat.choose("done")
@@ -118,6 +126,7 @@ def to_imaging(chat: Chat) -> str:
     chat.choose("oncology")
     chat.choose("solid_other")
     chat.say("Lung adenocarcinoma, 3 cm, surgery proposed")
+    after_diagnosis(chat)
     for _ in range(3):
         chat.choose(chat.option_ids[0])
     chat.choose("done")
