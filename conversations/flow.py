@@ -5,15 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from conversations.step import Step
-from conversations.steps import case_details, fit, people, privacy, records, review, screening
+from conversations.steps import (
+    case_details,
+    fit,
+    history,
+    patient,
+    people,
+    privacy,
+    records,
+    review,
+    screening,
+)
 
 STEPS: dict[str, Step] = {
     step.id: step
     for step in (
         *screening.STEPS,
         *people.STEPS,
+        *patient.STEPS,
+        *history.STEPS,
         *fit.STEPS,
         *case_details.STEPS,
+        *history.LATER_STEPS,
         *records.STEPS,
         *review.STEPS,
         *privacy.STEPS,
@@ -26,7 +39,17 @@ FIRST_STEP = "emergency"
 BEFORE_CONSENT = frozenset(step.id for step in STEPS.values() if step.before_consent)
 
 # Section of each step, in order, so the review can send a patient back to one part.
-SECTION_ORDER = ("who", "fit", "area", "questions", "timeline", "records")
+SECTION_ORDER = (
+    "who",
+    "patient",
+    "history",
+    "fit",
+    "area",
+    "complaint",
+    "questions",
+    "timeline",
+    "records",
+)
 
 
 # Moves made by commands rather than by answers (drawn dotted in the diagram).

@@ -56,12 +56,46 @@ class RecordItem(BaseModel):
     files: list[RecordFile] = Field(default_factory=list)
 
 
+class PatientDetails(BaseModel):
+    """Who the patient is, as they (or the relative writing) state it: what a specialist reads
+    first and a coordinator books with. None is not asked yet; "" is skipped ("not given")."""
+
+    name: str | None = None  # as on the passport, Latin letters
+    name_zh: str | None = None
+    # Exactly one of these once answered: a full date, a year, or an age when neither is known.
+    birth_date: date | None = None
+    birth_year: int | None = None
+    age: int | None = None
+    sex: str | None = None  # an option id: "female", "male"
+    residence: str | None = None  # country and city, in their words
+    nationality: str | None = None
+    opinion_language: str | None = None  # a locale code
+    contact: str | None = None  # phone or e-mail, for coordinators only
+
+
+class MedicalHistory(BaseModel):
+    """The medical background in the patient's (or relative's) words. As for the details,
+    None is not asked yet and "" is skipped ("not given")."""
+
+    illnesses: str | None = None  # other illnesses and past operations (既往史)
+    medicines: str | None = None  # current medicines with doses (用药史)
+    allergies: str | None = None  # (过敏史)
+    # For cancer only: what the patient can do day to day, an option id of
+    # conversations.steps.history.PERFORMANCE (ECOG 0-1, 2, 3, 4).
+    performance: str | None = None
+
+
 class IntakeDraft(BaseModel):
     """The case being prepared. Everything here is health data: only filled after consent."""
 
     case_id: str | None = None
     for_whom: str | None = None
     relationship: str | None = None
+    # Defaults let conversations stored before these questions existed load unchanged.
+    patient: PatientDetails = Field(default_factory=PatientDetails)
+    history: MedicalHistory = Field(default_factory=MedicalHistory)
+    # What worries the patient most, and since when, in one sentence (主诉).
+    complaint: str | None = None
     fit_reasons: list[str] = Field(default_factory=list)
     situation: dict[str, str] = Field(default_factory=dict)
     area: str | None = None

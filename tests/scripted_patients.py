@@ -33,7 +33,13 @@ from typing import Any, BinaryIO
 from PIL import Image
 from sqlalchemy import Engine, text
 
-from benchmarks.patient_script import DIAGNOSES, TIMELINE_LINES, TYPED_QUESTION
+from benchmarks.patient_script import (
+    DIAGNOSES,
+    LATER_ANSWERS,
+    PATIENT_ANSWERS,
+    TIMELINE_LINES,
+    TYPED_QUESTION,
+)
 from bot.app import App, build_app
 from bot.channels.telegram_base import encode_callback, split_text
 from bot.config import load_settings
@@ -163,6 +169,10 @@ class Policy:
             return Move(InboundKind.COMMAND, "status")
         if step in fixed:
             return press(fixed[step])
+        if step in PATIENT_ANSWERS or step in LATER_ANSWERS:
+            answer = {**PATIENT_ANSWERS, **LATER_ANSWERS}[step]
+            typed = answer.removeprefix("text:")
+            return Move(InboundKind.TEXT, typed) if typed != answer else press(answer)
         if step == "fit_reasons":  # ticks, each edits the question in place
             return press(self.reasons[times] if times < len(self.reasons) else "done")
         if step.startswith("fit_"):

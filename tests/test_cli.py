@@ -40,13 +40,26 @@ def test_huizhen_run_chats_on_the_console_and_queue_list_shows_the_case(tmp_path
     empty = huizhen(tmp_path, "queue", "list")
     assert empty.returncode == 0 and "The queue is empty." in empty.stdout
 
-    # 1 no emergency, 1 continue, 1 agree, 1 agree, 1 for me, 1 new diagnosis, 10 done,
-    # six situation answers, 1 continue, 1 cardio-vascular... typed as a person would.
+    # 1 no emergency, 1 continue, 1 agree, 1 agree, 1 for me, who the patient is and the
+    # background (2 male, 3 English, 1 skip / no Chinese name), 1 new diagnosis, 10 done,
+    # six situation answers, 1 continue, 1 cardio-vascular, the diagnosis, the main worry...
+    # typed as a person would.
     answers = [
         "1",
         "1",
         "1",
         "1",
+        "1",
+        "John Smith",
+        "1",
+        "1961-07-04",
+        "2",
+        "United Kingdom, Leeds",
+        "United Kingdom",
+        "3",
+        "1",
+        "High blood pressure since 2010",
+        "Ramipril 5 mg once a day",
         "1",
         "1",
         "10",
@@ -59,6 +72,7 @@ def test_huizhen_run_chats_on_the_console_and_queue_list_shows_the_case(tmp_path
         "1",
         "2",
         "Aortic valve stenosis, surgeons propose valve replacement",
+        "A narrowed heart valve since 2023; is replacing it now the right step?",
         "1",
         "1",
         "1",

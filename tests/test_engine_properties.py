@@ -36,6 +36,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
+from benchmarks.patient_script import LATER_ANSWERS, PATIENT_ANSWERS
 from bot.app import build_app
 from bot.config import load_settings
 from conversations import engine
@@ -116,7 +117,22 @@ RED_FLAGS = (
     "my mother had a stroke last night",
     "I can't breathe",
 )
+# Good typed answers to the questions about who the patient is (buttons are good too).
+PATIENT_TEXTS: dict[str, tuple[str, ...]] = {
+    "patient_name": ("Maria Ivanova", "Wang Jianguo"),
+    "patient_name_zh": ("王建国",),
+    "patient_birth": ("1958-03-12", "67", "about 1960"),
+    "patient_residence": ("Kazakhstan, Almaty",),
+    "patient_nationality": ("Kazakh",),
+    "patient_contact": ("+7 701 123 4567", "maria@example.com"),
+    "history_illnesses": ("Type 2 diabetes since 2015", "none"),
+    "history_medicines": ("Metformin 500 mg twice a day",),
+    "history_allergies": ("Penicillin: a rash",),
+    "complaint": ("A lump in the liver since May; the doctors disagree about surgery",),
+}
+
 REALISTIC_TEXTS = (
+    *(text for texts in PATIENT_TEXTS.values() for text in texts),
     *DIAGNOSES,
     *SPECIFIC_QUESTIONS,
     *VAGUE_QUESTIONS,
@@ -169,6 +185,11 @@ KNOWN_CHOICE_IDS = (
     "back_to_item",
     "submit",
     "edit_who",
+    "edit_patient",
+    "skip",
+    "keep",
+    "female",
+    "opinion:en",
     "edit_fit",
     "edit_questions",
     "edit_records",
@@ -372,6 +393,8 @@ def cooperative_move(state: ConversationState | None, pick: Pick) -> dict[str, A
         return command("start")
     if step == "relationship":
         return pick([*(press(c) for c in choice_ids), text("my uncle Wang")])
+    if step in PATIENT_TEXTS:
+        return pick([*(press(c) for c in choice_ids), *(text(w) for w in PATIENT_TEXTS[step])])
     if step == "fit_reasons":
         if not draft.fit_reasons:
             return press(pick([c for c in choice_ids if c != "done"]))
@@ -607,15 +630,19 @@ def _press_through(moves: Sequence[str]) -> tuple[ConversationState, Context]:
     ctx = Context(now=NOW, new_id=lambda: f"id-{next(ids)}")
     hello = Inbound(**_USER, update_key="0", kind=InboundKind.TEXT, text="hi")
     state = handle(None, hello, ctx).state
-    for n, choice_id in enumerate(moves, 1):
-        press = Inbound(
-            **_USER,
-            update_key=str(n),
-            kind=InboundKind.CHOICE,
-            choice_id=choice_id,
-            prompt_ref=prompt_ref(state),
-        )
-        state = handle(state, press, ctx).state
+    for n, move in enumerate(moves, 1):
+        typed = move.removeprefix("text:")
+        if typed != move:
+            message = Inbound(**_USER, update_key=str(n), kind=InboundKind.TEXT, text=typed)
+        else:
+            message = Inbound(
+                **_USER,
+                update_key=str(n),
+                kind=InboundKind.CHOICE,
+                choice_id=move,
+                prompt_ref=prompt_ref(state),
+            )
+        state = handle(state, message, ctx).state
     return state, ctx
 
 
@@ -623,8 +650,10 @@ def test_an_old_change_button_does_not_remove_a_question() -> None:
     """The change and remove pickers both show "Question 2": a press on the older change
     picker, arriving while the remove picker is open, must not remove anything."""
     to_questions = [
-        *("no", "continue", "agree", "agree", "self", "new_diagnosis", "done"),
+        *("no", "continue", "agree", "agree", "self", *PATIENT_ANSWERS.values()),
+        *("new_diagnosis", "done"),
         *("no", "yes", "yes", "no", "no", "review", "continue", "other", "no_diagnosis"),
+        LATER_ANSWERS["complaint"],
         *("q_diagnosis", "q_more_tests", "q_alternative"),
     ]
     state, ctx = _press_through([*to_questions, "edit"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.app import App
-from tests.support.console import make_chat
+from tests.support.console import about_patient, make_chat
 
 
 def test_a_chinese_speaking_family_member_submits_a_case(app: App) -> None:
@@ -18,7 +18,9 @@ def test_a_chinese_speaking_family_member_submits_a_case(app: App) -> None:
     reply = chat.press(chat.buttons[0])  # 同意 (transfer)
     assert chat.buttons[:2] == ["为我自己", "为家人或朋友咨询"]
     chat.press("为家人或朋友咨询")
-    chat.press(chat.buttons[0])  # parent
+    reply = chat.press(chat.buttons[0])  # parent
+    assert "患者" in reply and "护照" in reply
+    about_patient(chat)
     chat.press(chat.buttons[0])  # a new or serious diagnosis
     chat.press("完成")
     for index in (1, 0, 0, 1, 1, 0):  # no, yes, yes, no, no, review
@@ -29,6 +31,10 @@ def test_a_chinese_speaking_family_member_submits_a_case(app: App) -> None:
     chat.press(chat.buttons[0])  # oncology
     chat.press(chat.buttons[0])  # hepatobiliary / GI
     reply = chat.say("肝癌，约4厘米，医生建议手术切除")
+    assert "患者平常一天能做些什么" in reply
+    reply = chat.press("能下床活动，但不能工作")
+    assert "患者最让人担心的是什么" in reply
+    reply = chat.say("今年5月发现肝上有肿块，医生对是否手术意见不一")
     assert "问题" in reply
     reply = chat.say("你怎么看")
     assert "具体" in reply

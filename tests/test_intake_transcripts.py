@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.patient_script import PATIENT_ANSWERS
 from bot.app import App
 from conversations.state import ConversationKey
 from storage.models import Case
 from tests.support.console import (
     Chat,
+    about_patient,
     consent,
     make_chat,
     through_fit,
@@ -31,6 +33,8 @@ def test_a_patient_goes_from_start_to_a_submitted_case(
     reply = chat.choose("agree")
     assert "Who is this second opinion for?" in reply
     reply = chat.choose("self")
+    assert "What is your full name, as written in your passport" in reply
+    reply = about_patient(chat)
     assert "Choose all that apply" in reply
     reply = chat.choose("new_diagnosis")
     assert "✓ A new or serious diagnosis" in chat.buttons
@@ -53,6 +57,11 @@ def test_a_patient_goes_from_start_to_a_submitted_case(
     reply = chat.choose("hepatobiliary_gi")
     assert "what diagnosis has been given so far" in reply
     reply = chat.say("Liver cancer, 4 cm, surgeons propose a resection")
+    assert "These days, what can you do on a usual day?" in reply
+    assert chat.option_ids == ["perf:0_1", "perf:2", "perf:3", "perf:4", "skip"]
+    reply = chat.choose("perf:2")
+    assert "In one sentence: what worries you most, and since when?" in reply
+    reply = chat.say("A lump in my liver since May, and the doctors disagree about surgery")
     assert "What would you like the specialist to answer?" in reply
 
     reply = chat.say("what do you think?")
@@ -125,7 +134,8 @@ def test_probably_not_now_is_said_honestly_and_the_patient_may_go_on(chat: Chat,
     chat.choose("family")
     reply = chat.choose("parent")
     assert "answer about the patient" in chat.transcript[-2]
-    assert "Choose all that apply" in reply
+    assert "What is the patient's full name" in reply
+    assert "Choose all that apply" in about_patient(chat)
     reply = through_fit(
         chat,
         ("reassurance",),
@@ -176,6 +186,7 @@ def test_declining_the_transfer_to_china_also_ends_kindly(chat: Chat, app: App) 
 def test_an_emergency_answer_gives_numbers_and_pauses_without_losing_the_case(chat: Chat) -> None:
     consent(chat)
     chat.choose("self")
+    about_patient(chat)
     chat.choose("new_diagnosis")
     reply = chat.say("my father has chest pain right now and can't breathe")
     assert "get urgent help" in reply
@@ -194,6 +205,7 @@ def test_a_past_event_that_sounds_alarming_is_kept_after_the_patient_says_they_a
 ) -> None:
     consent(chat)
     chat.choose("self")
+    about_patient(chat)
     through_fit(chat, ("new_diagnosis",), ("no", "no", "yes", "no", "no", "unsure"))
     chat.choose("continue")
     chat.choose("neurology")
@@ -201,7 +213,7 @@ def test_a_past_event_that_sounds_alarming_is_kept_after_the_patient_says_they_a
     assert "get urgent help" in reply
     assert chat.buttons == ["I'm safe now, continue", "This is about the past, continue"]
     reply = chat.choose("resume")
-    assert "What would you like the specialist to answer?" in reply
+    assert "what worries you most" in reply  # no question about daily activity: not cancer
     state = app.pipeline.state_of(ConversationKey("console", "alice"))
     assert state is not None and state.draft.diagnosis is not None
     assert state.draft.diagnosis.startswith("I had a stroke in 2023")
@@ -211,11 +223,14 @@ def to_the_timeline_as_a_relative(chat: Chat) -> str:
     consent(chat)
     chat.press("For a family member or friend")
     chat.press("My parent")
+    about_patient(chat)
     through_fit(chat, ("new_diagnosis",), ("no", "no", "yes", "no", "no", "unsure"))
     chat.press("Continue")
     chat.press("Cancer or a tumour")
     chat.press("Liver, bile duct, pancreas")
     chat.say("Liver cancer, 4 cm, surgeons propose a resection")
+    chat.press("Up and about, cannot work")
+    chat.say("A lump in his liver since May; the doctors disagree about surgery")
     chat.press("Is the stage right")
     chat.press("Are there clinical trials")
     chat.press("Is the planned order")
@@ -246,6 +261,7 @@ def test_a_relative_can_say_the_alarm_was_about_the_past(chat: Chat, app: App) -
     consent(chat)
     chat.press("For a family member or friend")
     chat.press("My parent")
+    about_patient(chat)
     through_fit(chat, ("new_diagnosis",), ("no", "no", "yes", "no", "no", "unsure"))
     chat.press("Continue")
     chat.press("Brain and nerves")
@@ -253,7 +269,7 @@ def test_a_relative_can_say_the_alarm_was_about_the_past(chat: Chat, app: App) -
     assert "get urgent help" in reply
     assert "I'm safe now, continue" not in chat.buttons
     reply = chat.press("This is about the past, continue")
-    assert "What would you like the specialist to answer?" in reply
+    assert "what worries the patient most" in reply
     state = app.pipeline.state_of(ConversationKey("console", "alice"))
     assert state is not None and state.draft.diagnosis is not None
     assert state.draft.diagnosis.startswith("My father had a stroke in 2023")
@@ -270,11 +286,17 @@ def test_yes_on_the_emergency_screen_sends_to_emergency_care(chat: Chat) -> None
 def test_back_returns_to_the_previous_question_and_keeps_answers(chat: Chat, app: App) -> None:
     consent(chat)
     chat.choose("self")
+    about_patient(chat)
     chat.choose("conflicting_advice")
     chat.choose("done")
     reply = chat.say("/back")
     assert "Choose all that apply" in reply
     assert "✓ Doctors disagree" in chat.buttons
+    reply = chat.say("/back")
+    assert "Does the patient have any allergies" not in reply and "any allergies" in reply
+    for _ in range(len(PATIENT_ANSWERS) - 1):
+        reply = chat.say("/back")
+    assert "What is your full name" in reply
     reply = chat.say("/back")
     assert "Who is this second opinion for?" in reply
     reply = chat.say("/back")
@@ -286,6 +308,7 @@ def test_language_switch_mid_flow_rerenders_the_question_and_keeps_answers(
 ) -> None:
     consent(chat)
     chat.choose("self")
+    about_patient(chat)
     chat.choose("conflicting_advice")
     reply = chat.say("/language")
     assert "Which language" in reply
@@ -309,7 +332,7 @@ def test_restart_asks_first_and_newcase_keeps_submitted_cases(chat: Chat, app: A
     reply = chat.say("/restart")
     assert "Start again from the beginning?" in reply
     reply = chat.choose("cancel")
-    assert "Choose all that apply" in reply
+    assert "What is your full name" in reply
     chat.say("/restart")
     reply = chat.choose("confirm")
     assert "is anyone having sudden, severe" in reply

@@ -15,7 +15,7 @@ from bot.config import Settings
 from conversations.events import Inbound, InboundKind
 from conversations.state import ConversationKey
 from storage.models import Outbox
-from tests.support.console import make_chat
+from tests.support.console import about_patient, make_chat
 
 
 def outbox_rows(settings: Settings) -> int:
@@ -35,6 +35,7 @@ def test_a_new_process_resumes_each_conversation_at_its_step(settings: Settings)
     alice.press("I agree")
     alice.press("I agree")
     alice.press("For me")
+    about_patient(alice)
     alice.press("Doctors disagree")
     bob.say("/start")
     first.close()

@@ -80,7 +80,7 @@ def test_newcase_in_the_middle_of_a_case_asks_first(chat: Chat) -> None:
     reply = chat.say("/newcase")
     assert "has not been submitted" in reply
     reply = chat.choose("cancel")
-    assert "Choose all that apply" in reply
+    assert "What is your full name" in reply
 
 
 def test_stopping_while_changing_the_fit_from_the_review_really_stops(chat: Chat) -> None:

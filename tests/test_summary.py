@@ -8,13 +8,14 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+from benchmarks.patient_script import COMPLAINT, PATIENT_ANSWERS
 from bot.app import App
 from conversations.fit import REASONS, VERDICT_TITLES
 from conversations.i18n import Translator, translator
 from conversations.questions import ALL_SUGGESTIONS
+from conversations.state import PatientDetails
 from conversations.steps.records import item_title
 from handlers.documents.summary import (
-    NOT_COLLECTED,
     PATIENT_WORDS,
     SECTIONS,
     TRANSLATION_LABEL,
@@ -78,13 +79,29 @@ def test_the_summary_is_chinese_first_then_english_in_the_specialists_order(
         assert t("Area: {value}", value=area) in lines(half, "chief_complaint")
         reasons = t("Reasons: {value}", value=t(REASONS["new_diagnosis"]))
         assert reasons in lines(half, "chief_complaint")
-        assert t("Who: {value}", value=t("For a family member or friend")) in lines(half, "basic")
+        assert t("Name: {value}", value="Maria Ivanova") in lines(half, "basic")
+        assert t("Sex: {value}", value=t("Female")) in lines(half, "basic")
         assert lines(half, "purpose")[:2] == [
             f"1. {t(ALL_SUGGESTIONS['q_pathology'])}",
             f"2. {t(ALL_SUGGESTIONS['q_staging'])}",
         ]
-        assert t(NOT_COLLECTED) in lines(half, "past_history")
-        assert t(NOT_COLLECTED) in lines(half, "medications_allergies")
+        # The background in the patient's words; skipped reads "not given", never "not
+        # collected".
+        mark = t(UNTRANSLATED)
+        illnesses = PATIENT_ANSWERS["history_illnesses"].removeprefix("text:")
+        medicines = PATIENT_ANSWERS["history_medicines"].removeprefix("text:")
+        assert lines(half, "past_history") == [
+            f"{t('Other illnesses and operations:')} {illnesses} {mark}"
+        ]
+        assert lines(half, "medications_allergies") == [
+            f"{t('Medicines:')} {medicines} {mark}",
+            f"{t('Allergies:')} {t('not given')}",
+        ]
+        assert lines(half, "chief_complaint")[0] == f"{t('Main worry:')} {COMPLAINT} {mark}"
+        ecog = t("Performance status: ECOG {grade}", grade="0–1")
+        assert f"{ecog} ({t('Up and about, works or does normal activities')})" in lines(
+            half, "present_illness"
+        )
     assert "专科领域：癌症或肿瘤 — 其他实体瘤" in lines(chinese, "chief_complaint")
     assert "Language: English" in lines(english, "basic")
 
@@ -93,8 +110,9 @@ def test_the_summary_is_chinese_first_then_english_in_the_specialists_order(
         mark = t(UNTRANSLATED)
         assert f"{t('Diagnosis given so far:')} {DIAGNOSIS} {mark}" in lines(half, "diagnosis")
         assert f"3. {OWN_QUESTION} {mark}" in lines(half, "purpose")
-        assert f"{t('Relationship to the patient:')} {RELATION} {mark}" in lines(half, "basic")
-        assert [line.removeprefix("• ") for line in lines(half, "present_illness")] == [
+        assert f"{t('Filled in by:')} {RELATION} {mark}" in lines(half, "basic")
+        events = lines(half, "present_illness")[: len(TIMELINE)]
+        assert [line.removeprefix("• ") for line in events] == [
             f"{event} {mark}" for event in TIMELINE
         ]
         assert all(not s.translation for s in half.sections)
@@ -192,13 +210,14 @@ def test_what_the_intake_does_not_ask_points_to_the_documents_that_may_say_it() 
     summary = build_summary(constructed_case(), documents, {}, NOW)
     chinese, english = summary.halves
     assert lines(english, "medications_allergies") == [
-        "Not collected in the intake.",
+        "Medicines: not given",
+        "Allergies: not given",
         "See the documents under Current medicines and allergies (用药清单 / 过敏史) (1 file).",
     ]
     assert lines(english, "past_history")[1] == (
         "See the documents under Discharge summaries (出院小结) (1 file)."
     )
-    assert lines(chinese, "medications_allergies")[0] == ZH(NOT_COLLECTED)
+    assert lines(chinese, "medications_allergies")[0] == f"{ZH('Medicines:')} {ZH('not given')}"
     assert lines(english, "investigations") == ["No DICOM scans among the files."]
     assert lines(english, "diagnosis")[0].startswith("Diagnosis given so far: Стеноз")
     assert lines(english, "treatment") == ["Has treatment for this already started? Yes"]
@@ -213,13 +232,51 @@ def test_what_the_intake_does_not_ask_points_to_the_documents_that_may_say_it() 
     assert english.checklist[-1] == "★ needed for a specialist to review the case"
 
 
-def test_photos_where_scans_are_needed_count_half_and_names_read_plainly() -> None:
+def test_photos_where_scans_are_needed_count_half_and_scan_names_are_not_the_patients() -> None:
     case = constructed_case(patient_name="DOE^JANE", patient_birth_date=date(1970, 5, 17))
     photo = document("imaging", "IMG_2041.jpg", kind="image")
     summary: CaseSummary = build_summary(case, [photo], {}, NOW)
     assert {row.item: row.status for row in summary.checklist}["imaging"] == "partial"
     english = summary.halves[1]
-    assert "Name on the scans: DOE JANE" in lines(english, "basic")
-    assert "Birth date on the scans: May 17, 1970" in lines(english, "basic")
+    # The name a scan gives is not the patient's stated name: it is never shown as theirs.
+    assert not any("DOE" in line for line in lines(english, "basic"))
+    assert "Name: not given" in lines(english, "basic")
     assert "Language: Russian" in lines(english, "basic")
     assert "语言：俄语" in lines(summary.halves[0], "basic")
+
+
+def test_the_stated_patient_reads_in_both_halves_and_contact_stays_with_coordinators() -> None:
+    details = PatientDetails(
+        name="Wang Jianguo",
+        name_zh="王建国",
+        age=67,
+        sex="male",
+        residence="Almaty, Kazakhstan",
+        nationality="Kazakhstan",
+        opinion_language="ru",
+        contact="+7 701 123 4567",
+    )
+    case = constructed_case(patient=details, for_whom="family", relationship="parent")
+    chinese, english = build_summary(case, [], {}, NOW).halves
+    assert lines(chinese, "basic")[3:] == [
+        "姓名：Wang Jianguo / 王建国",
+        "性别：男",
+        "出生日期/年龄：67岁",
+        "国籍：Kazakhstan",
+        "居住地：Almaty, Kazakhstan",
+        "书面意见语言：русский",
+        "联系方式（仅供协调员）：+7 701 123 4567",
+        "填写人与患者关系：患者子女",
+    ]
+    assert "Filled in by: the patient's child" in lines(english, "basic")
+    assert "Date of birth or age: age 67" in lines(english, "basic")
+    specialists = build_summary(case, [], {}, NOW, for_coordinators=False)
+    assert not any("+7 701" in line for half in specialists.halves for line in lines(half, "basic"))
+
+
+def test_a_skipped_detail_reads_not_given_never_not_collected() -> None:
+    case = constructed_case(patient=PatientDetails(name="Maria Ivanova", name_zh="", contact=""))
+    english = build_summary(case, [], {}, NOW).halves[1]
+    assert "Name: Maria Ivanova" in lines(english, "basic")
+    assert "Contact (for coordinators only): not given" in lines(english, "basic")
+    assert "Filled in by: the patient" in lines(english, "basic")

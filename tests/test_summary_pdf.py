@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from benchmarks.patient_script import COMPLAINT, PATIENT_ANSWERS
 from bot.app import App
 from handlers.documents import summary_pdf
 from handlers.documents.summary import SECTIONS, build_summary
@@ -80,6 +81,19 @@ def test_the_pdf_shows_both_halves_and_every_script_the_patient_wrote_in(
     assert "肺癌，3厘米" in plain  # the coordinator's translation
     assert "CHEST" in plain and "2026-05-10" in plain  # the study table
     assert submitted.case.reference in plain
+    # Who the patient is, as stated in the chat, under each half's basic information.
+    basic_zh = plain[plain.index(HEADING_ZH["basic"]) : plain.index(HEADING_ZH["chief_complaint"])]
+    for line in (
+        "姓名：Maria Ivanova",
+        "性别：女",
+        "出生日期/年龄：1958年3月12日",
+        "国籍：Kazakhstan",
+    ):
+        assert line in basic_zh, line
+    assert "填写人与患者关系：" in basic_zh
+    basic_en = plain[plain.index(HEADING_EN["basic"]) : plain.index(HEADING_EN["chief_complaint"])]
+    for line in ("Name: Maria Ivanova", "Sex: Female", "Date of birth or age: March 12, 1958"):
+        assert line in basic_en, line
 
 
 def test_the_rendered_headings_follow_the_section_table_with_the_studies_in_investigations(
@@ -209,3 +223,32 @@ def test_missing_fonts_give_a_clear_message(
     message = str(raised.value)
     assert "NotoSansCJK-Regular.ttc" in message
     assert "apt-get install fonts-noto-cjk fonts-noto-core" in message
+
+
+def test_the_pdf_puts_the_background_and_the_main_worry_under_their_headings(
+    chat: Chat, app: App, tmp_path: Path
+) -> None:
+    submitted = submit_oncology_case(chat, app, tmp_path)
+    pdf = tmp_path / "summary.pdf"
+    pdf.write_bytes(render_pdf(build_summary(submitted.case, submitted.documents, {}, NOW)))
+    text = subprocess.run(
+        [poppler("pdftotext"), "-enc", "UTF-8", str(pdf), "-"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    text = " ".join(_BIDI_CONTROLS.sub("", text).split())
+
+    def under(heading: str, following: str) -> str:
+        start = text.index(heading)
+        return text[start : text.index(following, start)]
+
+    illnesses = PATIENT_ANSWERS["history_illnesses"].removeprefix("text:")
+    medicines = PATIENT_ANSWERS["history_medicines"].removeprefix("text:")
+    # In the Chinese half, first: the patient's words under the Chinese headings.
+    assert COMPLAINT in under(HEADING_ZH["chief_complaint"], HEADING_ZH["present_illness"])
+    assert "ECOG 0–1" in under(HEADING_ZH["present_illness"], HEADING_ZH["past_history"])
+    assert illnesses in under(HEADING_ZH["past_history"], HEADING_ZH["medications_allergies"])
+    medications = under(HEADING_ZH["medications_allergies"], HEADING_ZH["investigations"])
+    assert medicines in medications and "过敏： 未提供" in medications

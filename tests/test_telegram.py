@@ -28,6 +28,7 @@ from tests.support.telegram import (
     STRANGER,
     WEBHOOK_SECRET,
     Patient,
+    about_patient,
     bot,
     consent,
     documents,
@@ -253,6 +254,7 @@ def test_a_restart_in_mid_conversation_resumes_the_step(settings: Settings, libr
             async with bot(config):
                 await consent(patient)
                 await patient.press("For me")
+                await about_patient(patient)
             async with bot(config):
                 question = patient.question()
                 reply = await patient.press("Doctors disagree")

@@ -83,6 +83,14 @@ def test_a_complete_intake_in_chinese_on_passive_replies(
             assert li.options[:2] == ["为我自己", "为家人或朋友咨询"]
             await li.say("为家人或朋友咨询")  # the option's own words answer it too
             await li.say("1")  # parent
+            # Who the patient is, and their background: typed, or numbered options.
+            for answer in ("Wang Jianguo", "1", "1956年4月3日", "2", "中国，上海", "加拿大", "2"):
+                await li.say(answer)  # "1" no Chinese name, "2" male, "2" opinion in Chinese
+            await li.say("1")  # no contact besides the chat
+            reply = await li.say("高血压十年")
+            assert "患者现在在用哪些药" in reply
+            await li.say("1")  # medicines skipped
+            await li.say("1")  # allergies skipped
             await li.say("1")  # a new or serious diagnosis
             await li.press("完成")
             for index in (1, 0, 0, 1, 1, 0):  # no, yes, yes, no, no, review
@@ -92,6 +100,9 @@ def test_a_complete_intake_in_chinese_on_passive_replies(
             await li.say("1")  # oncology
             await li.say("1")  # hepatobiliary / GI
             reply = await li.say("肝癌，约4厘米，医生建议手术切除")
+            assert "患者平常一天能做些什么" in reply
+            await li.say("2")  # up and about, cannot work
+            reply = await li.say("今年5月发现肝上有肿块，医生对是否手术意见不一")
             assert "问题" in reply
             reply = await li.say("你怎么看")
             assert "具体" in reply

@@ -13,6 +13,7 @@ from conversations.questions import (
 )
 from conversations.state import ConversationState, Question, TimelineEntry
 from conversations.step import Choice, Context, Outcome, Step
+from conversations.steps.history import after_diagnosis
 from conversations.timeline import parse_lines
 from records.checklist import AREAS, ONCOLOGY_KINDS
 from records.markers import N_
@@ -61,12 +62,12 @@ ONCOLOGY_KIND = Step(
 
 def _diagnosis_text(state: ConversationState, text: str, ctx: Context, t: Translator) -> Outcome:
     state.draft.diagnosis = text.strip()[:MAX_DIAGNOSIS_LENGTH]
-    return Outcome(goto="questions")
+    return Outcome(goto=after_diagnosis(state))
 
 
 def _diagnosis_choice(state: ConversationState, choice: str, ctx: Context) -> Outcome:
     state.draft.diagnosis = ""
-    return Outcome(goto="questions")
+    return Outcome(goto=after_diagnosis(state))
 
 
 DIAGNOSIS = Step(
@@ -79,7 +80,7 @@ DIAGNOSIS = Step(
     choices=(Choice("no_diagnosis", N_("No diagnosis yet")),),
     on_choice=_diagnosis_choice,
     on_text=_diagnosis_text,
-    edges=("questions",),
+    edges=("performance_status", "complaint"),
     section="area",
     accepts_text=True,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from conversations.i18n import Translator
 from conversations.state import ConversationState
 from conversations.step import Choice, Context, Outcome, Step
+from conversations.steps import patient
 from records.markers import N_
 
 RELATIONSHIPS: dict[str, str] = {
@@ -20,7 +21,7 @@ def _for_whom(state: ConversationState, choice: str, ctx: Context) -> Outcome:
     state.draft.for_whom = choice
     if choice == "self":
         state.draft.relationship = None
-        return Outcome(goto="fit_reasons")
+        return Outcome(goto=patient.FIRST)
     return Outcome(goto="relationship")
 
 
@@ -36,19 +37,19 @@ FOR_WHOM = Step(
         Choice("family", N_("For a family member or friend")),
     ),
     on_choice=_for_whom,
-    edges=("fit_reasons", "relationship"),
+    edges=(patient.FIRST, "relationship"),
     section="who",
 )
 
 
 def _relationship_choice(state: ConversationState, choice: str, ctx: Context) -> Outcome:
     state.draft.relationship = choice
-    return Outcome(goto="fit_reasons")
+    return Outcome(goto=patient.FIRST)
 
 
 def _relationship_text(state: ConversationState, text: str, ctx: Context, t: Translator) -> Outcome:
     state.draft.relationship = text.strip()[:80]
-    return Outcome(goto="fit_reasons")
+    return Outcome(goto=patient.FIRST)
 
 
 RELATIONSHIP = Step(
@@ -61,7 +62,7 @@ RELATIONSHIP = Step(
     choices=tuple(Choice(key, label) for key, label in RELATIONSHIPS.items()),
     on_choice=_relationship_choice,
     on_text=_relationship_text,
-    edges=("fit_reasons",),
+    edges=(patient.FIRST,),
     section="who",
     accepts_text=True,
 )

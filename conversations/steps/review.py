@@ -9,6 +9,7 @@ from conversations.i18n import Translator, bilingual
 from conversations.reference import case_reference
 from conversations.state import ConversationState, SubmittedCase
 from conversations.step import Choice, Context, Outcome, Step
+from conversations.steps import history, patient
 from conversations.steps.case_details import question_text
 from conversations.steps.people import RELATIONSHIPS
 from conversations.steps.records import draft_readiness
@@ -18,8 +19,11 @@ from records.markers import N_
 # Review section -> the step that starts it.
 SECTION_STARTS: dict[str, str] = {
     "who": "for_whom",
+    "patient": patient.FIRST,
+    "history": history.FIRST,
     "fit": "fit_reasons",
     "area": "area",
+    "complaint": "complaint",
     "questions": "questions",
     "timeline": "timeline",
     "records": "records",
@@ -57,10 +61,13 @@ def case_card(state: ConversationState, t: Translator) -> str:
         t("Your case"),
         "",
         t("Who: {value}", value=who),
+        *patient.card_lines(draft.patient, t),
+        *history.card_lines(state, t),
         t("Reasons: {value}", value=t.join([t(REASONS[r]) for r in draft.fit_reasons]) or "—"),
         t("Assessment: {value}", value=t(VERDICT_TITLES[fit.verdict])),
         t("Area: {value}", value=area),
         t("Diagnosis: {value}", value=draft.diagnosis or t("No diagnosis yet")),
+        t("Main worry:") + " " + history.value_text(draft.complaint, t),
         "",
         t("Questions:"),
         *[f"{i}. {t.isolate(question_text(q, t))}" for i, q in enumerate(draft.questions, 1)],
@@ -150,8 +157,11 @@ REVIEW = Step(
     choices=(
         Choice("submit", N_("Submit the case")),
         Choice("edit_who", N_("Change who it's for")),
+        Choice("edit_patient", N_("Change the patient's details")),
+        Choice("edit_history", N_("Change the medical background")),
         Choice("edit_fit", N_("Change reasons and situation")),
         Choice("edit_area", N_("Change area and diagnosis")),
+        Choice("edit_complaint", N_("Change the main worry")),
         Choice("edit_questions", N_("Change questions")),
         Choice("edit_timeline", N_("Change timeline")),
         Choice("edit_records", N_("Change records")),

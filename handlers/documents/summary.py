@@ -29,9 +29,9 @@ from conversations.fit import (
 )
 from conversations.i18n import Translator, translator
 from conversations.state import IntakeDraft, TimelineEntry
+from conversations.steps import history, patient
 from conversations.steps.case_details import question_text
 from conversations.steps.fit import GOAL_CHOICES, YES_NO_UNSURE
-from conversations.steps.people import RELATIONSHIPS
 from conversations.steps.records import item_title
 from handlers.ingest.ingestor import instance_from_json
 from records.checklist import (
@@ -52,7 +52,6 @@ from storage.models import Case
 UNTRANSLATED = N_("(patient's words, untranslated)")
 PATIENT_WORDS = N_("(patient's words)")
 TRANSLATION_LABEL = N_("Coordinator's translation:")
-NOT_COLLECTED = N_("Not collected in the intake.")
 CRITICAL_LEGEND = N_("★ needed for a specialist to review the case")
 WRITTEN_OPINION = N_("Please give a written opinion on these questions.")
 
@@ -225,7 +224,11 @@ def build_summary(
     documents: list[DocumentRow],
     translations: Mapping[str, str],
     now: datetime,
+    *,
+    for_coordinators: bool = True,
 ) -> CaseSummary:
+    """The summary; `for_coordinators` False leaves out how to reach the patient (the copy
+    specialists read has the clinical picture only)."""
     draft = IntakeDraft.model_validate_json(case.answers_json)
     records = patient_records(documents)
     checklist = _checklist(draft, records)
@@ -241,6 +244,7 @@ def build_summary(
         readiness=readiness(draft.area, statuses),
         translations=translations,
         now=now,
+        for_coordinators=for_coordinators,
     )
     return CaseSummary(
         reference=case.reference,
@@ -327,6 +331,7 @@ class _Facts:
     readiness: Readiness
     translations: Mapping[str, str]
     now: datetime
+    for_coordinators: bool
 
 
 def _half(facts: _Facts, language: Language) -> Half:
@@ -374,23 +379,32 @@ class _Writer:
             Entry(t("Submitted on {date}", date=t.date(case.submitted_at.date()))),
             Entry(t("Language: {locale}", locale=_language_name(case.locale, t.locale))),
         ]
-        if draft.for_whom == "self":
-            entries.append(Entry(t("Who: {value}", value=t("For me"))))
-        elif draft.for_whom:
-            entries.append(Entry(t("Who: {value}", value=t("For a family member or friend"))))
-            relation = draft.relationship or ""
-            label = t("Relationship to the patient:")
-            if relation in RELATIONSHIPS:
-                entries.append(Entry(f"{label} {t(RELATIONSHIPS[relation])}"))
-            elif relation:
-                entries.append(Entry(label, relation, mark))
-        if draft.patient_name:
-            name = _person(draft.patient_name)
-            entries.append(Entry(t("Name on the scans: {name}", name=name)))
-        if draft.patient_birth_date:
-            birth = t.date(draft.patient_birth_date)
-            entries.append(Entry(t("Birth date on the scans: {date}", date=birth)))
+        # The stated details, never a name read from a scan: a scan may be someone else's.
+        details = draft.patient
+        entries += [
+            Entry(t("Name: {value}", value=patient.name_text(details, t))),
+            Entry(t("Sex: {value}", value=patient.sex_text(details, t))),
+            Entry(t("Date of birth or age: {value}", value=patient.birth_text(details, t))),
+            Entry(t("Nationality: {value}", value=patient.value_text(details.nationality, t))),
+            Entry(t("Lives in: {value}", value=patient.value_text(details.residence, t))),
+            Entry(t("Written opinion in: {value}", value=patient.language_text(details, t))),
+        ]
+        if self.facts.for_coordinators:
+            contact = patient.value_text(details.contact, t)
+            entries.append(Entry(t("Contact (for coordinators only): {value}", value=contact)))
+        entries.append(self._filled_in_by(mark))
         return entries
+
+    def _filled_in_by(self, mark: str) -> Entry:
+        """Who wrote, from the patient's side (患者本人, 患者子女…): the answer to "who is
+        the patient to you?" turned round."""
+        t, draft = self.t, self.draft
+        relation = "self" if draft.for_whom == "self" else draft.relationship or ""
+        if relation in FILLED_IN_BY:
+            return Entry(t("Filled in by: {value}", value=t(FILLED_IN_BY[relation])))
+        if relation:
+            return Entry(t("Filled in by:"), relation, mark)
+        return Entry(t("Filled in by: {value}", value=t(patient.NOT_GIVEN)))
 
     def chief_complaint(self, mark: str) -> list[Entry]:
         t, draft = self.t, self.draft
@@ -398,6 +412,7 @@ class _Writer:
         if draft.subarea in ONCOLOGY_KINDS:
             area += f" — {t(ONCOLOGY_KINDS[draft.subarea])}"
         entries = [
+            self._words(t("Main worry:"), draft.complaint, mark),
             Entry(t("Area: {value}", value=area)),
             Entry(t("Reasons: {value}", value=self._reasons())),
         ]
@@ -407,12 +422,33 @@ class _Writer:
         return entries
 
     def present_illness(self, mark: str) -> list[Entry]:
-        if not self.draft.timeline:
-            return [Entry(self.t("No timeline was given."))]
-        return [Entry("•", _event(entry), mark) for entry in self.draft.timeline]
+        t, draft = self.t, self.draft
+        if draft.timeline:
+            entries = [Entry("•", _event(entry), mark) for entry in draft.timeline]
+        else:
+            entries = [Entry(t("No timeline was given."))]
+        # What the patient can do day to day, asked in cancer only: ECOG, and the words chosen.
+        performance = draft.history.performance
+        if performance in history.PERFORMANCE_GRADES:
+            words = history.performance_text(draft.history, t)
+            grade = history.PERFORMANCE_GRADES[performance]
+            entries.append(
+                Entry(t("Performance status: ECOG {grade}", grade=grade) + f" ({words})")
+            )
+        elif performance == "":
+            entries.append(Entry(t("Performance status: ECOG {grade}", grade=t(patient.NOT_GIVEN))))
+        return entries
 
-    def not_collected(self, mark: str) -> list[Entry]:
-        return [Entry(self.t(NOT_COLLECTED))]
+    def past_history(self, mark: str) -> list[Entry]:
+        words = self.draft.history.illnesses
+        return [self._words(self.t("Other illnesses and operations:"), words, mark)]
+
+    def medications_allergies(self, mark: str) -> list[Entry]:
+        t, background = self.t, self.draft.history
+        return [
+            self._words(t("Medicines:"), background.medicines, mark),
+            self._words(t("Allergies:"), background.allergies, mark),
+        ]
 
     def investigations(self, mark: str) -> list[Entry]:
         # The study table follows the section's lines; without studies, say so.
@@ -445,6 +481,13 @@ class _Writer:
         return entries
 
     # --- shared pieces ------------------------------------------------------------------
+
+    def _words(self, label: str, words: str | None, mark: str) -> Entry:
+        """The patient's words after a label, or "not given" (skipped, or a case begun
+        before the question was asked)."""
+        if words:
+            return Entry(label, words, mark)
+        return Entry(f"{label} {self.t(patient.NOT_GIVEN)}")
 
     def _reasons(self) -> str:
         t = self.t
@@ -520,12 +563,12 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec("basic", "基本信息", "Basic information", _Writer.basic),
     SectionSpec("chief_complaint", "主诉", "Chief complaint", _Writer.chief_complaint),
     SectionSpec("present_illness", "现病史", "History of present illness", _Writer.present_illness),
-    SectionSpec("past_history", "既往史", "Past medical history", _Writer.not_collected),
+    SectionSpec("past_history", "既往史", "Past medical history", _Writer.past_history),
     SectionSpec(
         "medications_allergies",
         "用药及过敏史",
         "Medications and allergies",
-        _Writer.not_collected,
+        _Writer.medications_allergies,
     ),
     SectionSpec(
         "investigations",
@@ -539,6 +582,16 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec("purpose", "会诊目的", "Purpose of the consultation", _Writer.purpose),
 )
 
+
+# The relationship as the patient's side reads it: "my parent" means the writer is their child.
+FILLED_IN_BY: dict[str, str] = {
+    "self": N_("the patient"),
+    "parent": N_("the patient's child"),
+    "partner": N_("the patient's spouse or partner"),
+    "child": N_("the patient's parent"),
+    "sibling": N_("the patient's brother or sister"),
+    "other_family": N_("a relative or friend of the patient"),
+}
 
 ANSWER_LABELS: dict[str, str] = {
     choice.id: choice.label for choice in (*YES_NO_UNSURE, *GOAL_CHOICES)

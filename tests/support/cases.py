@@ -12,7 +12,7 @@ from conversations.state import IntakeDraft, Question, RecordItem, TimelineEntry
 from storage.documents import DocumentRow
 from storage.models import Case
 from tests.dicom_factory import write_series, zip_files
-from tests.support.console import Chat, consent, through_fit
+from tests.support.console import Chat, about_patient, after_diagnosis, consent, through_fit
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 RELATION = "мой дядя Иван"
@@ -35,12 +35,14 @@ def submit_oncology_case(chat: Chat, app: App, tmp_path: Path) -> SubmittedCase:
     consent(chat)
     chat.choose("family")
     chat.say(RELATION)
+    about_patient(chat)
     through_fit(chat, ("new_diagnosis",), ("no", "yes", "yes", "no", "no"))
     chat.choose("review")
     chat.choose("continue")
     chat.choose("oncology")
     chat.choose("solid_other")
     chat.say(DIAGNOSIS)
+    after_diagnosis(chat)
     chat.choose(chat.option_ids[0])
     chat.choose(chat.option_ids[0])
     chat.say(OWN_QUESTION)

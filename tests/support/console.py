@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
+from benchmarks.patient_script import COMPLAINT, PATIENT_ANSWERS, PERFORMANCE_ANSWER
 from bot.app import App
 from bot.channels.console import ConsoleChannel
 from storage.models import Document
@@ -66,6 +67,22 @@ def consent(chat: Chat) -> None:
     assert "Who is this second opinion for?" in chat.choose("agree")
 
 
+def about_patient(chat: Chat) -> str:
+    """Answer the questions about who the patient is, as the benchmarks' script does."""
+    reply = ""
+    for answer in PATIENT_ANSWERS.values():
+        typed = answer.removeprefix("text:")
+        reply = chat.say(typed) if typed != answer else chat.choose(answer)
+    return reply
+
+
+def after_diagnosis(chat: Chat) -> str:
+    """Say what the patient can do day to day (asked in cancer only), then the main worry."""
+    if PERFORMANCE_ANSWER in chat.option_ids:
+        chat.choose(PERFORMANCE_ANSWER)
+    return chat.say(COMPLAINT)
+
+
 def through_fit(chat: Chat, reasons: tuple[str, ...], situation: tuple[str, ...]) -> str:
     """Tick the `reasons` and answer the situation questions, all by option id."""
     for reason in reasons:
@@ -82,10 +99,12 @@ def to_review(
 ) -> str:
     consent(chat)
     chat.choose("self")
+    about_patient(chat)
     through_fit(chat, ("conflicting_advice",), ("no", "yes", "yes", "no", "no", "unsure"))
     chat.choose("continue")
     chat.choose("spine_ortho")
     chat.say(diagnosis)
+    after_diagnosis(chat)
     for _ in range(3):
         chat.choose(chat.option_ids[0])
     chat.choose("done")
@@ -100,12 +119,14 @@ def to_imaging(chat: Chat) -> str:
     """An oncology case, at the checklist item for scans, ready to send files."""
     consent(chat)
     chat.choose("self")
+    about_patient(chat)
     through_fit(chat, ("new_diagnosis",), ("no", "yes", "yes", "no", "no"))
     chat.choose("review")
     chat.choose("continue")
     chat.choose("oncology")
     chat.choose("solid_other")
     chat.say("Lung adenocarcinoma, 3 cm, surgery proposed")
+    after_diagnosis(chat)
     for _ in range(3):
         chat.choose(chat.option_ids[0])
     chat.choose("done")

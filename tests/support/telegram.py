@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 from sqlmodel import Session, select
 
+from benchmarks.patient_script import COMPLAINT, PATIENT_ANSWERS, PERFORMANCE_ANSWER
 from bot.app import build_app
 from bot.channels.telegram_base import RateLimiter, decode_callback
 from bot.channels.telegram_runtime import TelegramChannel
@@ -134,6 +135,13 @@ async def consent(patient: Patient) -> None:
     await patient.choose("agree")  # the transfer to China
 
 
+async def about_patient(patient: Patient) -> None:
+    """Answer the questions about who the patient is, as the benchmarks' script does."""
+    for answer in PATIENT_ANSWERS.values():
+        typed = answer.removeprefix("text:")
+        await (patient.say(typed) if typed != answer else patient.choose(answer))
+
+
 async def through_to_records(
     patient: Patient,
     diagnosis: str = "Liver cancer, 4 cm, surgery proposed",
@@ -142,6 +150,7 @@ async def through_to_records(
 ) -> None:
     await consent(patient)
     await patient.choose("self")
+    await about_patient(patient)
     await patient.choose("new_diagnosis")
     await patient.choose("done")
     for answer in ("no", "yes", "yes", "no", "no", "review"):
@@ -150,6 +159,8 @@ async def through_to_records(
     await patient.choose("oncology")
     await patient.choose("hepatobiliary_gi")
     await patient.say(diagnosis)
+    await patient.choose(PERFORMANCE_ANSWER)  # what the patient can do day to day
+    await patient.say(COMPLAINT)
     for question in ("q_pathology", "q_staging", "q_sequence"):
         await patient.choose(question)
     if own_question is not None:
