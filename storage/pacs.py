@@ -13,9 +13,6 @@ from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from storage.database import reader
 from storage.models import Case, Document, PacsInstance, PacsKey, PacsStudy
 
-# conversations/case_status.py CaseStatus.WITHDRAWN, which storage may not import.
-WITHDRAWN = "withdrawn"
-
 _case = Case.__table__  # type: ignore[attr-defined]
 _document = Document.__table__  # type: ignore[attr-defined]
 _study = PacsStudy.__table__  # type: ignore[attr-defined]
@@ -55,8 +52,9 @@ class PacsTables:
         self.engine = engine
         self._reader = reader(engine)
 
-    def new_files(self, limit: int = 1000) -> list[NewFile]:
-        """Checked DICOM files of submitted cases with no instance row yet."""
+    def new_files(self, withdrawn: str, limit: int = 1000) -> list[NewFile]:
+        """Checked DICOM files of submitted cases with no instance row yet, but for cases in
+        the `withdrawn` status (its spelling is conversations/case_status.py's)."""
         query = (
             select(_document.c.file_id, _document.c.case_id, _document.c.sha256)
             .add_columns(_document.c.details_json)
@@ -67,7 +65,7 @@ class PacsTables:
                 _document.c.problem == "",
                 _document.c.details_json != "",
                 _instance.c.file_id.is_(None),
-                _case.c.status != WITHDRAWN,
+                _case.c.status != withdrawn,
             )
             .order_by(_document.c.id)
             .limit(limit)
@@ -106,12 +104,12 @@ class PacsTables:
                     )
                 )
 
-    def withdrawn(self) -> list[str]:
-        """Cases whose patient withdrew consent and whose studies are still recorded."""
+    def in_status(self, status: str) -> list[str]:
+        """Cases in `status` whose studies are still recorded."""
         query = (
             select(_study.c.case_id)
             .join(_case, _case.c.id == _study.c.case_id)
-            .where(_case.c.status == WITHDRAWN)
+            .where(_case.c.status == status)
             .distinct()
         )
         with self._reader.connect() as conn:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from conversations.case_status import CaseStatus
 from storage.database import run_once
 from storage.files import FileStore
 from storage.orthanc import OrthancClient, OrthancRefused, OrthancUnavailable
@@ -76,7 +77,7 @@ class PacsPush:
                 if not mine:
                     return 0
                 # Consent withdrawn: nothing of the case stays where specialists could see it.
-                withdrawn = self.tables.withdrawn()
+                withdrawn = self.tables.in_status(CaseStatus.WITHDRAWN)
                 if withdrawn:
                     self.erase(withdrawn)
                 self._discover()
@@ -85,7 +86,7 @@ class PacsPush:
             self._running.release()
 
     def _discover(self) -> None:
-        while found := self.tables.new_files():
+        while found := self.tables.new_files(withdrawn=CaseStatus.WITHDRAWN):
             pairs = []
             for file in found:
                 study_uid = str(json.loads(file.details_json).get("study_uid") or "")
