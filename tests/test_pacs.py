@@ -236,15 +236,22 @@ def _tampered(token: str) -> str:
     return token[:-1] + ("1" if token[-1] == "0" else "0")
 
 
-def test_an_erasure_removes_both_copies_from_orthanc(
-    pacs: tuple[App, RunningOrthanc, int], tmp_path: Path
-) -> None:
-    app, orthanc, _ = pacs
+def _pushed(app: App, orthanc: RunningOrthanc, tmp_path: Path) -> Chat:
+    """A submitted case whose two studies are in Orthanc, each with its copy; its chat."""
     assert app.imaging is not None
     chat = make_chat(app)
     _submit(chat, app, tmp_path)
     app.imaging.push.run_pending()
     assert len(orthanc.studies()) == 4
+    return chat
+
+
+def test_an_erasure_removes_both_copies_from_orthanc(
+    pacs: tuple[App, RunningOrthanc, int], tmp_path: Path
+) -> None:
+    app, orthanc, _ = pacs
+    _pushed(app, orthanc, tmp_path)
+    assert app.imaging is not None
     case = app.queue.list()[0]
     app.erasure.erase(
         Person(case.channel, case.user_key, case.chat_key), actor="patient", farewell=None
@@ -257,11 +264,8 @@ def test_withdrawing_consent_removes_the_studies_from_orthanc(
     pacs: tuple[App, RunningOrthanc, int], tmp_path: Path
 ) -> None:
     app, orthanc, _ = pacs
+    chat = _pushed(app, orthanc, tmp_path)
     assert app.imaging is not None
-    chat = make_chat(app)
-    _submit(chat, app, tmp_path)
-    app.imaging.push.run_pending()
-    assert len(orthanc.studies()) == 4
     chat.say("/withdraw")
     chat.press("Yes, withdraw my consent")
     assert app.queue.list()[0].status == "withdrawn"
